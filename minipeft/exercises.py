@@ -1,0 +1,72 @@
+"""Exercises with checks that run, and solutions that stay hidden until asked for.
+
+In a notebook an exercise is a function the learner writes, followed by one ``check`` call::
+
+    def lora_params(d_in: int, d_out: int, r: int) -> int:
+        raise NotImplementedError  # your code here
+
+    check("03.1", lora_params, lambda f: f(768, 768, 8) == 12_288)
+
+``check`` always runs the test on the reference solution (so the check itself is proven in CI), then
+on the learner's function once it is written, and raises ``AssertionError`` if the learner's answer
+fails. ``show_solution("03.1")`` prints the reference solution. With ``MINIPEFT_SOLUTIONS=1`` the
+solution is filled in for every unwritten exercise (``make solutions`` runs every notebook that way).
+Reference solutions live in :mod:`minipeft.solutions`, one module per notebook, one function per key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+SOLUTIONS_ENV = "MINIPEFT_SOLUTIONS"
+_SOLUTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def solution(key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator that registers a reference solution under ``key`` (used in :mod:`minipeft.solutions`)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _SOLUTIONS[key] = fn
+        return fn
+
+    return register
+
+
+def _reference(key: str) -> Callable[..., Any]:
+    from . import solutions  # noqa: F401  (registers every solution)
+
+    if key not in _SOLUTIONS:
+        raise KeyError(f"No reference solution for exercise {key!r}; known: {', '.join(sorted(_SOLUTIONS))}")
+    return _SOLUTIONS[key]
+
+
+def show_solution(key: str) -> None:
+    """Print the reference solution of exercise ``key``."""
+    source = inspect.getsource(_reference(key))
+    print("\n".join(line for line in source.splitlines() if not line.startswith("@solution")))
+
+
+def _passes(test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> bool:
+    result = test(fn)
+    return result is None or bool(result)  # a test may assert inside, or return True/False
+
+
+def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., Any]], Any]) -> bool:
+    """Check exercise ``key``: True if the learner's ``answer`` passes ``test``, False if not yet written."""
+    assert _passes(test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
+    try:
+        passed = _passes(test, answer)
+    except NotImplementedError:
+        if os.environ.get(SOLUTIONS_ENV) == "1":
+            assert _passes(test, _reference(key)), f"exercise {key}: solution fails"
+            print(f"Exercise {key}: solution filled in ({SOLUTIONS_ENV}=1) and checked.")
+            return True
+        print(f"Exercise {key}: not written yet. Write it and run this cell again; "
+              f"stuck? `show_solution({key!r})`.")
+        return False
+    assert passed, f"Exercise {key}: not quite. Try again, or compare with `show_solution({key!r})`."
+    print(f"Exercise {key}: correct!")
+    return True

@@ -1,0 +1,57 @@
+"""What the first code cell of every notebook calls: seeds, quiet logs, and one line saying where we run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+from .profiles import Profile, get_device, get_profile
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch so that every run of a notebook repeats."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def quiet() -> None:
+    """Silence library chatter (transformers' logger, FutureWarnings, datasets' bars) in notebooks."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def describe(profile: Profile, device: torch.device) -> str:
+    """One line: the active profile and device, with library versions."""
+    import transformers
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return (f"minipeft profile: {profile.name} ({profile.description}) | device: {where} | "
+            f"torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")
+
+
+def setup_notebook(seed: int = 0) -> tuple[Profile, torch.device]:
+    """Seed, quiet the logs, print the active profile and device; returns ``(profile, device)``."""
+    seed_everything(seed)
+    quiet()
+    profile = get_profile()
+    device = get_device(profile)
+    print(describe(profile, device))
+    return profile, device

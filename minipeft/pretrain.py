@@ -1,0 +1,137 @@
+"""Build the course's offline mini GPT-2: ``python -m minipeft.pretrain``.
+
+A real ``GPT2LMHeadModel`` (4 layers, 128 wide) and a byte-level BPE tokenizer of the GPT-2 kind
+(4,096 tokens), both trained here from the Shakespeare corpus with fixed seeds. The result is
+written to ``data/mini-gpt2/`` as safetensors plus tokenizer files, with the loss curve and the
+held-out perplexity beside it (``pretrain_log.json``, ``loss_curve.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from tqdm.auto import tqdm
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+from .corpus import HELD_OUT, train_and_heldout
+from .paths import MINI_GPT2_DIR
+
+EOS = "<|endoftext|>"
+MODEL_SHAPE = dict(n_layer=4, n_embd=128, n_head=4, n_positions=256)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> GPT2TokenizerFast:
+    """Learn GPT-2-style byte-level BPE merges on ``texts``; ``<|endoftext|>`` gets id 0."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS],
+                            show_progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)  # writes vocab.json and merges.txt, the files GPT-2's tokenizer reads
+        tokenizer = GPT2TokenizerFast.from_pretrained(tmp, model_max_length=MODEL_SHAPE["n_positions"])
+    return tokenizer  # bos = eos = unk = <|endoftext|>, exactly as GPT-2's own tokenizer
+
+
+def unigram_perplexity(train_ids: list[int], test_ids: list[int], vocab_size: int) -> float:
+    """Perplexity of an add-one-smoothed unigram model: the bar a language model must clear."""
+    counts, total = Counter(train_ids), len(train_ids) + vocab_size
+    nll = -sum(math.log((counts[i] + 1) / total) for i in test_ids) / len(test_ids)
+    return math.exp(nll)
+
+
+@torch.no_grad()
+def heldout_perplexity(model: GPT2LMHeadModel, ids: torch.Tensor, seq_len: int, batch: int = 32) -> float:
+    """Mean next-token perplexity over non-overlapping windows of the held-out text."""
+    model.eval()
+    windows = ids[: len(ids) // seq_len * seq_len].view(-1, seq_len)
+    losses = [model(w, labels=w).loss.item() for w in windows.split(batch)]
+    model.train()
+    return math.exp(sum(losses) / len(losses))
+
+
+def pretrain(out_dir: Path = MINI_GPT2_DIR, steps: int = 2500, batch_size: int = 16, seq_len: int = 128,
+             lr: float = 1e-3, vocab_size: int = 4096, seed: int = 0) -> dict:
+    """Train tokenizer and model from scratch and save both; returns the log written beside them."""
+    torch.manual_seed(seed)
+    start = time.time()
+    train_works, heldout_works = train_and_heldout()
+    tokenizer = train_tokenizer(train_works, vocab_size)
+    eos = tokenizer.eos_token
+    train_ids = torch.tensor(tokenizer(eos.join(train_works))["input_ids"])  # works separated by EOS
+    test_ids = torch.tensor(tokenizer("\n\n".join(heldout_works))["input_ids"])
+    config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, **MODEL_SHAPE)
+    model = GPT2LMHeadModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    for step in (bar := tqdm(range(steps), desc="pretraining mini GPT-2")):
+        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=generator)
+        batch = torch.stack([train_ids[s : s + seq_len] for s in starts])
+        loss = model(batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps - 1:
+            curve.append((step, round(loss.item(), 4)))
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    log = {
+        "seed": seed, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
+        "model": MODEL_SHAPE, "vocab_size": len(tokenizer), "parameters": model.num_parameters(),
+        "train_tokens": len(train_ids), "heldout_plays": list(HELD_OUT), "heldout_tokens": len(test_ids),
+        "heldout_perplexity": round(heldout_perplexity(model, test_ids, seq_len), 2),
+        "unigram_perplexity": round(unigram_perplexity(train_ids.tolist(), test_ids.tolist(), len(tokenizer)), 2),
+        "train_loss_curve": curve, "minutes": round((time.time() - start) / 60, 1),
+        "torch": torch.__version__,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "pretrain_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    _plot_curve(log, out_dir / "loss_curve.png")
+    return log
+
+
+def _plot_curve(log: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = zip(*log["train_loss_curve"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, label="training loss")
+    ax.axhline(math.log(log["unigram_perplexity"]), color="grey", ls="--", label="unigram model (held-out)")
+    ax.axhline(math.log(log["heldout_perplexity"]), color="C1", ls=":", label="mini GPT-2 (held-out)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title="Pretraining the offline mini GPT-2")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--out", type=Path, default=MINI_GPT2_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    log = pretrain(args.out, steps=args.steps, seed=args.seed)
+    print(f"saved to {args.out}: held-out perplexity {log['heldout_perplexity']} "
+          f"(unigram {log['unigram_perplexity']}) after {log['minutes']} min")
+
+
+if __name__ == "__main__":
+    main()
