@@ -1,0 +1,68 @@
+import json
+import math
+import re
+import shutil
+import time
+
+import pytest
+import torch
+
+from minipeft import base_model
+from minipeft.base_model import MiniModelMissingError, gpt2_tokenizer, load_base_model, load_mini_gpt2
+from minipeft.corpus import heldout_text
+from minipeft.paths import MINI_GPT2_DIR
+
+
+def test_mini_model_loads_fast_and_writes_english():
+    start = time.perf_counter()
+    model, tokenizer = load_base_model("ci")
+    assert time.perf_counter() - start < 5.0
+    assert type(model).__name__ == "GPT2LMHeadModel" and tokenizer.pad_token == tokenizer.eos_token
+    torch.manual_seed(0)
+    inputs = tokenizer("KING. My lord, I pray you", return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=60, do_sample=True, top_k=40)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:])
+    words = re.findall(r"[a-z]+", text.lower())
+    english = set(re.findall(r"[a-z]+", heldout_text().lower()))
+    assert len(words) >= 20
+    assert sum(w in english for w in words) / len(words) > 0.8, text  # real words, not byte soup
+
+
+def test_heldout_perplexity_far_below_unigram():
+    log = json.loads((MINI_GPT2_DIR / "pretrain_log.json").read_text())
+    model, tokenizer = load_mini_gpt2()
+    ids = torch.tensor(tokenizer(heldout_text()[:40_000])["input_ids"])
+    windows = ids[: len(ids) // 128 * 128].view(-1, 128)
+    with torch.no_grad():
+        loss = model(windows, labels=windows).loss.item()
+    assert math.exp(loss) < 0.4 * log["unigram_perplexity"]
+    assert log["heldout_perplexity"] < 0.4 * log["unigram_perplexity"]
+
+
+def test_missing_model_says_how_to_rebuild(tmp_path):
+    with pytest.raises(MiniModelMissingError, match=r"missing model\.safetensors.*python -m minipeft\.pretrain"):
+        load_mini_gpt2(tmp_path)
+
+
+def test_corrupt_model_says_how_to_rebuild(tmp_path):
+    broken = tmp_path / "mini-gpt2"
+    shutil.copytree(MINI_GPT2_DIR, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MiniModelMissingError, match=r"could not be read.*python -m minipeft\.pretrain"):
+        load_mini_gpt2(broken)
+
+
+def test_hub_model_falls_back_offline_with_one_line(monkeypatch, capsys):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(base_model, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-minipeft-cache")  # no cached gpt2 either
+    model, _ = load_base_model("gpu", device="cpu")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "offline mini GPT-2" in lines[0]
+    assert model.config.n_embd == load_mini_gpt2()[0].config.n_embd
+
+
+def test_real_gpt2_tokenizer_offline():
+    tokenizer = gpt2_tokenizer()
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
+    assert len(tokenizer) == 50257

@@ -1,0 +1,39 @@
+import pytest
+
+from minipeft.exercises import check, show_solution
+
+
+def unwritten(model):
+    raise NotImplementedError
+
+
+def test_unwritten_exercise_is_reported_not_failed(capsys, monkeypatch):
+    monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
+    assert check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8) is False
+    assert "not written yet" in capsys.readouterr().out
+
+
+def test_solutions_mode_fills_in(capsys, monkeypatch):
+    monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
+    assert check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8) is True
+    assert "solution filled in" in capsys.readouterr().out
+
+
+def test_wrong_answer_fails_and_right_answer_passes():
+    import torch
+
+    with pytest.raises(AssertionError, match="not quite"):
+        check("00.1", lambda m: 7, lambda f: f(torch.nn.Linear(3, 2)) == 8)
+    assert check("00.1", lambda m: sum(p.numel() for p in m.parameters()), lambda f: f(torch.nn.Linear(3, 2)) == 8)
+
+
+def test_a_broken_check_is_caught_on_the_reference():
+    with pytest.raises(AssertionError, match="reference solution fails"):
+        check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 9)
+
+
+def test_show_solution_prints_source_and_unknown_key_is_clear(capsys):
+    show_solution("00.1")
+    assert "def count_parameters" in capsys.readouterr().out
+    with pytest.raises(KeyError, match="No reference solution for exercise '99.9'"):
+        show_solution("99.9")

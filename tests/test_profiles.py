@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from minipeft.profiles import PROFILES, Profile, default_profile_name, get_device, get_profile
+
+
+def test_unknown_profile_lists_valid_ones(monkeypatch):
+    monkeypatch.setenv("MINIPEFT_PROFILE", "laptop")
+    with pytest.raises(ValueError, match=r"Unknown minipeft profile 'laptop'.*ci, cpu, gpu"):
+        get_profile()
+
+
+def test_env_var_picks_profile(monkeypatch):
+    monkeypatch.setenv("MINIPEFT_PROFILE", "CPU")
+    assert get_profile().name == "cpu"
+    assert get_profile("ci").name == "ci"  # an explicit name wins over the variable
+
+
+def test_default_follows_hardware(monkeypatch):
+    monkeypatch.delenv("MINIPEFT_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_profile_name() == "gpu" and get_profile().name == "gpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile().name == "cpu"
+    assert get_device(get_profile("gpu")).type == "cpu"  # no CUDA: even gpu sizes run on the CPU
+
+
+def test_profiles_scale_up():
+    ci, cpu, gpu = (PROFILES[n] for n in ("ci", "cpu", "gpu"))
+    assert all(isinstance(p, Profile) for p in PROFILES.values())
+    for field in ("train_steps", "n_train", "seq_len"):
+        assert getattr(ci, field) <= getattr(cpu, field) <= getattr(gpu, field), field
+    assert ci.base_model == cpu.base_model == "mini-gpt2" and gpu.base_model == "gpt2"
