@@ -1,0 +1,268 @@
+"""Prefix-tuning (Li & Liang, 2021) and prompt tuning on Hugging Face's GPT-2, written from scratch.
+
+**Prefix-tuning** learns, for every layer, P key vectors and P value vectors. They are handed to GPT-2
+as if they were the attention cache of P earlier tokens, so every real token attends to them in every
+layer, while all of GPT-2's weights stay frozen::
+
+    model = PrefixTuningModel(base, prefix_len=10, mlp_hidden=512)   # P = MLP(P') while training
+    loss = model(**batch).loss                                        # only the prefix gets gradients
+    model.fold()                                                      # drop the MLP: plain tensors
+    model.save("prefix/")                                             # safetensors + JSON
+    model.generate(input_ids, attention_mask=mask, max_new_tokens=20) # the prefix is there too
+
+**Prompt tuning** (:class:`PromptTuningModel`) learns only P input embeddings (a "soft prompt"): the
+weaker cousin the paper compares against ("embedding-only").
+
+Three traps of ``transformers`` 5.x that this module handles (and the tests pin down):
+the attention mask must be prefixed with P ones (a mask of the T real tokens only is silently padded
+with zeros at the end), GPT-2 numbers the real tokens from P on by itself (so no position ids are
+passed), and the cache grows in place on every call (so each call builds a fresh one).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import DynamicCache, PreTrainedModel
+
+PREFIX_WEIGHTS = "prefix.safetensors"
+PREFIX_CONFIG = "prefix_config.json"
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The keyword the model takes its attention cache under: ``cache`` (newer 5.x) or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
+    """Refuse, with the fix, what cannot carry a prefix: P <= 0, a non-GPT-2 model, gradient checkpointing."""
+    if not isinstance(prefix_len, int) or prefix_len <= 0:
+        raise ValueError(f"{what}: prefix_len must be a positive integer, got {prefix_len!r}. Try 10 (the paper's).")
+    config = getattr(base, "config", None)
+    if getattr(config, "model_type", None) != "gpt2" or not hasattr(base, "transformer"):
+        kind = getattr(config, "model_type", type(base).__name__)
+        raise TypeError(
+            f"{what} is written for GPT-2 (GPT2LMHeadModel: a per-layer key/value cache of shape "
+            f"[batch, heads, P, head_dim]); got a {kind!r} model. Load a GPT-2 model, e.g. with "
+            f"minipeft.base_model.load_base_model()."
+        )
+    _refuse_checkpointing(base, what)
+
+
+def _refuse_checkpointing(base: PreTrainedModel, what: str) -> None:
+    if getattr(base, "is_gradient_checkpointing", False):
+        raise RuntimeError(
+            f"{what} cannot be combined with gradient checkpointing: GPT-2 drops the attention cache while "
+            f"checkpointing, and the prefix lives in that cache. Call base_model.gradient_checkpointing_disable()."
+        )
+
+
+def _freeze(base: nn.Module) -> None:
+    for p in base.parameters():
+        p.requires_grad_(False)
+
+
+class PrefixTuningModel(nn.Module):
+    """A frozen GPT-2 with a learned key/value prefix of length ``prefix_len`` in every layer.
+
+    ``mlp_hidden`` (e.g. the paper's 512) trains the prefix through ``P = MLP(P')`` (more stable);
+    :meth:`fold` then replaces the MLP by the plain tensors it computes. ``init_ids`` (a 1-D tensor of at
+    least ``prefix_len`` token ids, e.g. a task description) starts the prefix from the keys and values
+    GPT-2 computes for those real words (plain prefix only). Otherwise the prefix starts random.
+    """
+
+    def __init__(self, base: PreTrainedModel, prefix_len: int, mlp_hidden: int | None = None,
+                 init_ids: torch.Tensor | None = None) -> None:
+        super().__init__()
+        _check_base(base, prefix_len, "PrefixTuningModel")
+        if mlp_hidden is not None and init_ids is not None:
+            raise ValueError("PrefixTuningModel: init_ids sets the prefix directly, so it needs mlp_hidden=None "
+                             "(an MLP's output cannot be set to given activations).")
+        _freeze(base)
+        self.base = base
+        cfg = base.config
+        self.prefix_len, self.n_layer, self.n_head = prefix_len, cfg.n_layer, cfg.n_head
+        self.n_embd = cfg.n_embd
+        self.head_dim = cfg.n_embd // cfg.n_head
+        self.cache_arg = cache_argument(base)
+        device = base.get_input_embeddings().weight.device
+        n_out = self.n_layer * 2 * self.n_embd  # one key and one value vector per layer, per prefix position
+        if mlp_hidden is None:
+            self.prefix = nn.Parameter(torch.randn(prefix_len, n_out, device=device) * cfg.initializer_range)
+            self.prefix_input, self.mlp = None, None
+            if init_ids is not None:
+                self.prefix.data.copy_(self.activations_of(init_ids))
+        else:  # P = MLP(P'): a small input P' of shape [P, n_embd], widened to every layer's keys and values
+            self.prefix = None
+            self.prefix_input = nn.Parameter(torch.randn(prefix_len, self.n_embd, device=device))
+            self.mlp = nn.Sequential(nn.Linear(self.n_embd, mlp_hidden), nn.Tanh(),
+                                     nn.Linear(mlp_hidden, n_out)).to(device)
+
+    @torch.no_grad()
+    def activations_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """GPT-2's keys and values for the first ``prefix_len`` tokens of ``ids``, as a [P, n_layer*2*n_embd] matrix."""
+        ids = torch.as_tensor(ids).flatten()
+        if ids.numel() < self.prefix_len:
+            raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prefix_len={self.prefix_len}.")
+        ids = ids[: self.prefix_len].to(self.base.device).unsqueeze(0)
+        cache = self.base(input_ids=ids, use_cache=True).past_key_values
+        rows = []
+        for layer in cache.layers[: self.n_layer]:  # each [1, H, P, hd] -> [P, n_embd]
+            rows += [t[0].transpose(0, 1).reshape(self.prefix_len, self.n_embd) for t in (layer.keys, layer.values)]
+        return torch.cat(rows, dim=-1)
+
+    def prefix_rows(self) -> torch.Tensor:
+        """The prefix as one [P, n_layer * 2 * n_embd] matrix (computed by the MLP when there is one)."""
+        return self.prefix if self.mlp is None else self.mlp(self.prefix_input)
+
+    def key_values(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the (key, value) prefix, each of shape [batch, n_head, P, head_dim]."""
+        P, L, H, hd = self.prefix_len, self.n_layer, self.n_head, self.head_dim
+        kv = self.prefix_rows().view(P, L * 2, H, hd).permute(1, 2, 0, 3)  # [L*2, H, P, hd]
+        kv = kv.unsqueeze(1).expand(L * 2, batch_size, H, P, hd)  # the same prefix for every example
+        return [(kv[2 * i], kv[2 * i + 1]) for i in range(L)]
+
+    def fresh_cache(self, batch_size: int) -> DynamicCache:
+        """A new cache holding only the prefix; GPT-2 appends to it in place, so build one per call."""
+        return DynamicCache(self.key_values(batch_size), config=self.base.config)
+
+    def extend_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, P + T]: P ones in front, so every token may attend to the prefix."""
+        ones = attention_mask.new_ones(attention_mask.shape[0], self.prefix_len)
+        return torch.cat([ones, attention_mask], dim=1)
+
+    def _check_length(self, total: int) -> None:
+        n_positions = self.base.config.n_positions
+        if self.prefix_len + total > n_positions:
+            raise ValueError(
+                f"prefix_len + sequence length = {self.prefix_len} + {total} > n_positions = {n_positions}: GPT-2 "
+                f"numbers real tokens from P on and has only {n_positions} positions. Use shorter inputs "
+                f"(or fewer new tokens) or a shorter prefix."
+            )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs):
+        """GPT-2's output for ``input_ids`` behind the prefix: logits over the T real tokens, ``.loss`` with labels."""
+        _refuse_checkpointing(self.base, "PrefixTuningModel")
+        if "position_ids" in kwargs:
+            raise ValueError("Do not pass position_ids: GPT-2 numbers the real tokens from P on by itself.")
+        batch, length = input_ids.shape
+        self._check_length(length)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        kwargs[self.cache_arg] = self.fresh_cache(batch)
+        return self.base(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask), labels=labels, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """``base.generate`` with the prefix in the cache (use left padding for batches).
+
+        Returns the prompt followed by the new tokens, like ``base.generate``. Beam search and
+        ``num_return_sequences`` work: the prefix is expanded to every beam / returned sequence.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        config = kwargs.get("generation_config") or self.base.generation_config
+        new = kwargs.get("max_new_tokens") or config.max_new_tokens
+        if new is None:
+            raise ValueError("PrefixTuningModel.generate needs max_new_tokens (e.g. max_new_tokens=20).")
+        self._check_length(input_ids.shape[1] + new)
+        copies = max(kwargs.get(k) or getattr(config, k, None) or 1 for k in ("num_beams", "num_return_sequences"))
+        kwargs[self.cache_arg] = self.fresh_cache(input_ids.shape[0] * copies)
+        return self.base.generate(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask), **kwargs)
+
+    @torch.no_grad()
+    def fold(self) -> PrefixTuningModel:
+        """Replace ``P = MLP(P')`` by the plain prefix it computes (outputs unchanged); returns ``self``."""
+        if self.mlp is not None:
+            self.prefix = nn.Parameter(self.prefix_rows().detach().clone())
+            self.prefix_input, self.mlp = None, None
+        return self
+
+    def prefix_config(self) -> dict[str, int]:
+        """What a saved prefix records about the model it was trained for."""
+        return {"prefix_len": self.prefix_len, "n_layer": self.n_layer, "n_head": self.n_head,
+                "head_dim": self.head_dim}
+
+    def save(self, folder: str | Path) -> Path:
+        """Save the folded prefix as ``prefix.safetensors`` + ``prefix_config.json`` in ``folder``."""
+        if self.mlp is not None:
+            raise ValueError("Fold the prefix before saving (model.fold()): only the computed prefix is stored.")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({"prefix": self.prefix.detach().contiguous().cpu()}, str(folder / PREFIX_WEIGHTS))
+        (folder / PREFIX_CONFIG).write_text(json.dumps(self.prefix_config(), indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, base: PreTrainedModel, folder: str | Path) -> PrefixTuningModel:
+        """A :class:`PrefixTuningModel` on ``base`` with the prefix saved in ``folder``."""
+        folder = Path(folder)
+        saved = json.loads((folder / PREFIX_CONFIG).read_text())
+        cfg = base.config
+        here = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.n_embd // cfg.n_head}
+        wrong = [f"{k}: saved {saved[k]}, model {v}" for k, v in here.items() if saved[k] != v]
+        if wrong:
+            raise ValueError(f"The prefix in {folder} was saved for another model shape ({'; '.join(wrong)}). "
+                             f"Load it into the base model it was trained on.")
+        model = cls(base, saved["prefix_len"])
+        model.prefix.data.copy_(load_file(str(folder / PREFIX_WEIGHTS))["prefix"])
+        return model
+
+
+class PromptTuningModel(nn.Module):
+    """A frozen GPT-2 behind ``prompt_len`` learned input embeddings (a soft prompt; embedding layer only).
+
+    ``init_ids`` starts the soft prompt from the embeddings of real tokens (at least ``prompt_len``).
+    """
+
+    def __init__(self, base: PreTrainedModel, prompt_len: int, init_ids: torch.Tensor | None = None) -> None:
+        super().__init__()
+        _check_base(base, prompt_len, "PromptTuningModel")
+        _freeze(base)
+        self.base, self.prompt_len = base, prompt_len
+        embeddings = base.get_input_embeddings().weight
+        self.prompt = nn.Parameter(torch.randn(prompt_len, embeddings.shape[1], device=embeddings.device)
+                                   * base.config.initializer_range)
+        if init_ids is not None:
+            ids = torch.as_tensor(init_ids).flatten()
+            if ids.numel() < prompt_len:
+                raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prompt_len={prompt_len}.")
+            self.prompt.data.copy_(embeddings[ids[:prompt_len].to(embeddings.device)])
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings with the soft prompt in front ([B, P + T, d]) and the mask extended by P ones."""
+        batch, length = input_ids.shape
+        if self.prompt_len + length > self.base.config.n_positions:
+            raise ValueError(f"prompt_len + sequence length = {self.prompt_len} + {length} > n_positions = "
+                             f"{self.base.config.n_positions}. Use shorter inputs or a shorter prompt.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        tokens = self.base.get_input_embeddings()(input_ids)
+        embeds = torch.cat([self.prompt.unsqueeze(0).expand(batch, -1, -1), tokens], dim=1)
+        ones = attention_mask.new_ones(batch, self.prompt_len)
+        return embeds, torch.cat([ones, attention_mask], dim=1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs):
+        """GPT-2's output behind the soft prompt: logits over the T real tokens, ``.loss`` with labels."""
+        _refuse_checkpointing(self.base, "PromptTuningModel")
+        embeds, mask = self.embed(input_ids, attention_mask)
+        if labels is not None:  # no loss on the prompt positions
+            labels = torch.cat([labels.new_full((labels.shape[0], self.prompt_len), -100), labels], dim=1)
+        out = self.base(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)
+        out.logits = out.logits[:, self.prompt_len:]
+        return out
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """``base.generate`` from the prompted embeddings; returns the prompt ids followed by the new tokens."""
+        embeds, mask = self.embed(input_ids, attention_mask)
+        new = self.base.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        copies = new.shape[0] // input_ids.shape[0]
+        return torch.cat([input_ids.repeat_interleave(copies, dim=0), new], dim=1)
