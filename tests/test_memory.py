@@ -1,0 +1,215 @@
+"""minipeft.memory: parameter counts against the models transformers builds, bytes against a real AdamW."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, T5Config
+
+from minipeft.memory import (
+    GB,
+    GPT2_SHAPES,
+    PRECISIONS,
+    count_parameters,
+    flan_t5_xxl_config,
+    format_table,
+    get_precision,
+    gpt2_config,
+    gpt2_parameter_count,
+    lora_parameter_count,
+    memory_table,
+    meta_parameter_count,
+    method_memory,
+    model_sizes,
+    prefix_parameter_count,
+    prompt_parameter_count,
+    t5_parameter_count,
+    training_memory,
+)
+
+TINY = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
+
+
+def test_gpt2_small_has_124_439_808_parameters_with_tied_embeddings():
+    cfg = gpt2_config("gpt2")
+    assert gpt2_parameter_count(cfg) == 124_439_808
+    assert meta_parameter_count(cfg) == 124_439_808
+
+
+@pytest.mark.parametrize("name", list(GPT2_SHAPES))
+def test_gpt2_formula_matches_the_model_transformers_builds(name):
+    cfg = gpt2_config(name)
+    assert (cfg.n_embd, cfg.n_layer, cfg.n_head) == GPT2_SHAPES[name]
+    assert (cfg.vocab_size, cfg.n_positions) == (50257, 1024)
+    assert gpt2_parameter_count(cfg) == meta_parameter_count(cfg)
+
+
+def test_gpt2_formula_on_an_odd_config_with_n_inner():
+    cfg = GPT2Config(n_layer=3, n_embd=48, n_head=4, n_inner=100, vocab_size=77, n_positions=33)
+    assert gpt2_parameter_count(cfg) == count_parameters(GPT2LMHeadModel(cfg))
+
+
+def test_flan_t5_xxl_is_11_1_billion_and_its_formula_matches_transformers():
+    cfg = flan_t5_xxl_config()
+    # transformers 5 always ties T5's lm_head to the embedding; the released checkpoint has its own head
+    assert t5_parameter_count(cfg, tied_head=True) == meta_parameter_count(cfg)
+    untied = t5_parameter_count(cfg)
+    assert untied - meta_parameter_count(cfg) == cfg.vocab_size * cfg.d_model
+    assert 11.1e9 < untied < 11.2e9
+
+
+def test_t5_formula_on_an_ungated_small_config():
+    cfg = T5Config(d_model=32, d_ff=48, d_kv=8, num_heads=3, num_layers=2, num_decoder_layers=3, vocab_size=50)
+    assert t5_parameter_count(cfg, tied_head=True) == meta_parameter_count(cfg)
+
+
+def test_fp32_adamw_is_16_bytes_per_parameter():
+    n = 124_439_808
+    mem = training_memory(n, precision="fp32")
+    assert (mem.weights, mem.gradients, mem.master, mem.optimizer) == (4 * n, 4 * n, 0, 8 * n)
+    assert mem.total == 16 * n == 1_991_036_928
+    assert PRECISIONS["fp32"].trainable == 16
+
+
+@pytest.mark.parametrize("prec", ["fp16", "bf16"])
+def test_mixed_precision_keeps_16_bytes_but_moves_them(prec):
+    n = 1000
+    mem = training_memory(n, precision=prec)
+    assert (mem.weights, mem.gradients, mem.master, mem.optimizer) == (2 * n, 2 * n, 4 * n, 8 * n)
+    assert mem.total == 16 * n
+
+
+def test_pure_bf16_halves_the_training_state():
+    assert training_memory(1000, precision="bf16-pure").total == 8 * 1000
+
+
+def test_frozen_parameters_cost_only_their_weights():
+    mem = training_memory(100, n_frozen=10_000, precision="bf16")
+    assert mem.weights == 2 * 10_100
+    assert (mem.gradients, mem.master, mem.optimizer) == (200, 400, 800)
+
+
+def _measured_training_bytes(model: torch.nn.Module) -> int:
+    """Run one real AdamW step and add up the bytes of weights, gradients and optimizer moments."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    ids = torch.randint(0, TINY.vocab_size, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+    moments = sum(s[k].numel() * s[k].element_size() for s in opt.state.values() for k in ("exp_avg", "exp_avg_sq"))
+    return weights + grads + moments
+
+
+def test_accounting_matches_a_real_adamw_step_fp32():
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(TINY)
+    assert _measured_training_bytes(model) == training_memory(count_parameters(model), precision="fp32").total
+
+
+def test_accounting_matches_a_real_adamw_step_pure_bf16():
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(TINY).to(torch.bfloat16)
+    assert _measured_training_bytes(model) == training_memory(count_parameters(model), precision="bf16-pure").total
+
+
+def test_accounting_matches_a_real_adamw_step_with_a_frozen_base():
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(TINY)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.endswith("ln_f.weight") or "c_attn" in name
+    n_train = count_parameters(model, trainable_only=True)
+    n_frozen = count_parameters(model) - n_train
+    assert 0 < n_train < n_frozen
+    assert _measured_training_bytes(model) == training_memory(n_train, n_frozen, "fp32").total
+
+
+def test_lora_counts():
+    assert lora_parameter_count(gpt2_config("gpt2"), 8, ("c_attn",)) == 294_912  # see anchors.md
+    medium = gpt2_config("gpt2-medium")
+    assert lora_parameter_count(medium, 4, ("q", "v")) == 24 * 2 * 4 * (1024 + 1024)
+    small = gpt2_config("gpt2")
+    both = lora_parameter_count(small, 2, ("attn.c_proj", "mlp.c_proj"))
+    assert lora_parameter_count(small, 2, ("c_proj",)) == both
+
+
+@pytest.mark.parametrize("targets", [["c_attn"], ["c_proj"], ["c_fc"], ["c_attn", "c_proj", "c_fc"]])
+def test_lora_counts_match_peft(targets):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(GPT2LMHeadModel(TINY), LoraConfig(r=4, target_modules=targets, fan_in_fan_out=True))
+    assert count_parameters(model, trainable_only=True) == lora_parameter_count(TINY, 4, tuple(targets))
+
+
+@pytest.mark.parametrize("projection", [False, True])
+def test_prefix_counts_match_peft(projection):
+    from peft import PrefixTuningConfig, get_peft_model
+
+    cfg = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, prefix_projection=projection,
+                             encoder_hidden_size=24)
+    model = get_peft_model(GPT2LMHeadModel(TINY), cfg)
+    expected = prefix_parameter_count(TINY, 5, mlp_hidden=24 if projection else None)
+    assert count_parameters(model, trainable_only=True) == expected
+    assert prefix_parameter_count(TINY, 5) == 2 * TINY.n_layer * 5 * TINY.n_embd
+
+
+def test_prompt_counts_match_peft():
+    from peft import PromptTuningConfig, get_peft_model
+
+    model = get_peft_model(GPT2LMHeadModel(TINY), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=7))
+    assert count_parameters(model, trainable_only=True) == prompt_parameter_count(TINY, 7)
+
+
+def test_model_sizes_agree_with_the_gpt2_functions():
+    sizes = model_sizes()
+    for hub_id in GPT2_SHAPES:
+        cfg = gpt2_config(hub_id)
+        size = next(s for s in sizes.values() if s.source.endswith(hub_id))
+        assert size.n_params == gpt2_parameter_count(cfg)
+        assert size.lora_params(4) == lora_parameter_count(cfg, 4, ("q", "v"))
+        assert size.prefix_params(10) == prefix_parameter_count(cfg, 10)
+    assert sizes["flan-t5-xxl (11B)"].n_params == t5_parameter_count(flan_t5_xxl_config())
+
+
+def test_method_memory():
+    small = model_sizes()["GPT-2 small"]
+    trainable, mem = method_memory(small, "full", "fp32")
+    assert trainable == small.n_params and mem.total == 16 * small.n_params
+    trainable, mem = method_memory(small, "lora", "bf16", r=4)
+    assert trainable == small.lora_params(4)
+    assert mem.total == 2 * small.n_params + 16 * trainable
+    trainable, mem = method_memory(small, "prefix", "fp32", prefix_length=10)
+    assert mem.total == 4 * small.n_params + 16 * trainable
+
+
+def test_the_articles_more_than_100_gb_for_an_11b_model():
+    t5 = model_sizes()["flan-t5-xxl (11B)"]
+    assert method_memory(t5, "full", "fp32")[1].total > 100 * GB  # holds for AdamW in fp32 ...
+    assert method_memory(t5, "full", "bf16")[1].total > 100 * GB  # ... and in standard mixed precision
+    assert method_memory(t5, "full", "bf16-pure")[1].total < 100 * GB  # not for pure bf16 (before activations)
+    assert method_memory(t5, "lora", "bf16")[1].total < 24 * GB  # nor for LoRA on a 16-bit base
+
+
+def test_tables():
+    rows = memory_table()
+    assert [row["model"] for row in rows] == list(model_sizes())
+    assert rows[0]["full FT fp32"] == pytest.approx(16 * 124_439_808 / GB)
+    text = format_table(rows)
+    assert "124,439,808" in text and "GPT-2 XL" in text
+
+
+def test_bad_input_names_the_fix():
+    with pytest.raises(ValueError, match="rank r must be a positive"):
+        lora_parameter_count(TINY, 0)
+    with pytest.raises(ValueError, match="Unknown LoRA target.*Valid: q, k, v"):
+        lora_parameter_count(TINY, 4, ("query",))
+    with pytest.raises(ValueError, match="Unknown precision 'fp8'. Choose one of: fp32"):
+        get_precision("fp8")
+    with pytest.raises(ValueError, match="Unknown GPT-2 size 'gpt3'"):
+        gpt2_config("gpt3")
+    with pytest.raises(ValueError, match="Prefix length must be a positive"):
+        prefix_parameter_count(TINY, 0)
+    with pytest.raises(ValueError, match="Prompt length must be a positive"):
+        prompt_parameter_count(TINY, -1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        training_memory(-1)
+    with pytest.raises(ValueError, match="Unknown method 'adapter'. Choose one of: full, lora, prefix"):
+        method_memory(model_sizes()["GPT-2 small"], "adapter")
