@@ -1,0 +1,286 @@
+"""Prefix-tuning and prompt tuning from scratch, checked against peft (the oracle) and against GPT-2 itself."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
+
+from minipeft.base_model import MiniModelMissingError, load_base_model
+from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
+
+peft = pytest.importorskip("peft")
+
+P = 5
+
+
+def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+def mini_gpt2() -> GPT2LMHeadModel:
+    try:
+        return load_base_model("ci", device="cpu")[0]
+    except MiniModelMissingError:
+        pytest.skip("the course's mini GPT-2 (data/mini-gpt2) is not built yet")
+
+
+BASES = {"tiny": tiny_gpt2, "mini": mini_gpt2}
+
+
+def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three right-padded sequences of 9, 6 and 7 real tokens (pad id 0)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab_size, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:], mask[2, 7:] = 0, 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def peft_copy(base: GPT2LMHeadModel, config) -> torch.nn.Module:
+    """peft's model around an exact copy of ``base`` (peft edits the model it wraps)."""
+    twin = type(base)(base.config).eval()
+    twin.load_state_dict(base.state_dict())
+    return peft.get_peft_model(twin, config).eval()
+
+
+def copy_prefix_into_peft(ours: PrefixTuningModel, theirs) -> None:
+    encoder = theirs.prompt_encoder["default"]
+    with torch.no_grad():
+        if ours.mlp is None:  # peft's layout is ours: one [P, n_layer * 2 * n_embd] matrix
+            encoder.embedding.weight.copy_(ours.prefix)
+        else:
+            encoder.embedding.weight.copy_(ours.prefix_input)
+            for i in (0, 2):
+                encoder.transform[i].weight.copy_(ours.mlp[i].weight)
+                encoder.transform[i].bias.copy_(ours.mlp[i].bias)
+
+
+def trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("which", BASES)
+@pytest.mark.parametrize("mlp_hidden", [None, 24])
+def test_prefix_logits_equal_peft(which, mlp_hidden):
+    base = BASES[which]()
+    torch.manual_seed(2)
+    ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
+    theirs = peft_copy(base, peft.PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
+        encoder_hidden_size=mlp_hidden or base.config.n_embd))
+    copy_prefix_into_peft(ours, theirs)
+    ids, mask = padded_batch(base.config.vocab_size)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
+    assert a.logits.shape == b.logits.shape == (*ids.shape, base.config.vocab_size)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=0)
+    assert trainable(ours) == trainable(theirs)
+    # and the silent bug is real: a mask of the T real tokens only gives other logits without any error
+    with torch.no_grad():
+        short_mask = base(input_ids=ids, attention_mask=mask, **{ours.cache_arg: ours.fresh_cache(3)}).logits
+    assert (short_mask - a.logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("which", BASES)
+def test_prompt_tuning_logits_equal_peft(which):
+    base = BASES[which]()
+    torch.manual_seed(3)
+    ours = PromptTuningModel(base, P)
+    theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
+    with torch.no_grad():
+        theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
+    ids, mask = padded_batch(base.config.vocab_size)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(a.logits, b.logits[:, P:], atol=1e-5, rtol=0)  # peft also returns the P prompt rows
+    torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=0)
+    assert trainable(ours) == trainable(theirs) == P * base.config.n_embd
+
+
+def test_prefix_of_real_words_equals_those_words_in_the_input():
+    """Independent of peft: a prefix made of GPT-2's own keys/values for words w must act like w typed in front.
+
+    This fails if the mask covers only the real tokens, or if the real tokens are numbered from 0.
+    """
+    base = tiny_gpt2()
+    words = torch.randint(1, 101, (P,), generator=torch.Generator().manual_seed(4))
+    model = PrefixTuningModel(base, P, init_ids=words)
+    ids, mask = padded_batch(101)
+    with torch.no_grad():
+        ours = model(ids, attention_mask=mask).logits
+        full = torch.cat([words.expand(3, P), ids], 1)
+        typed = base(input_ids=full, attention_mask=model.extend_mask(mask)).logits[:, P:]
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], typed[real], atol=1e-5, rtol=0)
+
+    model.extend_mask = lambda m: m  # the silent bug: mask of the T real tokens only, and no error raised
+    with torch.no_grad():
+        buggy = model(ids, attention_mask=mask).logits
+    assert (buggy[real] - typed[real]).abs().max() > 1e-3
+
+
+def test_fold_changes_no_output_and_keeps_counts():
+    base = tiny_gpt2()
+    torch.manual_seed(5)
+    model = PrefixTuningModel(base, P, mlp_hidden=24)
+    n_mlp = trainable(model)
+    ids, mask = padded_batch(101)
+    with torch.no_grad():
+        before = model(ids, attention_mask=mask).logits
+        after = model.fold()(ids, attention_mask=mask).logits
+    torch.testing.assert_close(before, after, atol=1e-6, rtol=0)
+    assert model.mlp is None and trainable(model) == P * 2 * 2 * 32 < n_mlp
+
+
+def test_fresh_cache_every_call():
+    model = PrefixTuningModel(tiny_gpt2(), P)
+    ids, mask = padded_batch(101)
+    with torch.no_grad():
+        first, second = (model(ids, attention_mask=mask).logits for _ in range(2))
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    assert model.fresh_cache(3).get_seq_length() == P
+
+
+def greedy_by_hand(model, ids: torch.Tensor, steps: int) -> torch.Tensor:
+    for _ in range(steps):
+        with torch.no_grad():
+            ids = torch.cat([ids, model(ids).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["prefix", "prompt"])
+def test_generate_matches_greedy_loop_over_forward(kind):
+    base = tiny_gpt2()
+    torch.manual_seed(6)
+    model = PrefixTuningModel(base, P) if kind == "prefix" else PromptTuningModel(base, P)
+    with torch.no_grad():  # a larger prefix, so that it visibly steers the output
+        (model.prefix if kind == "prefix" else model.prompt).mul_(50)
+    prompts = torch.randint(1, 101, (2, 4), generator=torch.Generator().manual_seed(7))
+    generated = model.generate(prompts, max_new_tokens=6, do_sample=False)
+    assert torch.equal(generated, greedy_by_hand(model, prompts, 6))
+    plain = base.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=6, do_sample=False)
+    assert not torch.equal(generated, plain)  # the prefix is really there while generating
+
+
+def test_generate_batched_left_padding_equals_one_by_one():
+    model = PrefixTuningModel(tiny_gpt2(), P)
+    with torch.no_grad():
+        model.prefix.mul_(50)
+    short, long = torch.tensor([[5, 17]]), torch.tensor([[8, 9, 40, 3]])
+    batch = torch.cat([torch.cat([torch.zeros(1, 2, dtype=torch.long), short], 1), long])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    together = model.generate(batch, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    assert torch.equal(together[0, 2:], model.generate(short, max_new_tokens=5, do_sample=False)[0])
+    assert torch.equal(together[1], model.generate(long, max_new_tokens=5, do_sample=False)[0])
+
+
+def test_beam_search_and_several_sequences_carry_the_prefix():
+    model = PrefixTuningModel(tiny_gpt2(), P)
+    with torch.no_grad():
+        model.prefix.mul_(50)
+    prompts = torch.tensor([[5, 17, 3], [8, 9, 40]])
+    out = model.generate(prompts, max_new_tokens=1, num_beams=3, num_return_sequences=3, do_sample=False)
+    with torch.no_grad():
+        top3 = model(prompts).logits[:, -1].topk(3).indices  # one step of beam search = the 3 likeliest tokens
+    assert out.shape == (6, 4) and torch.equal(out[:, -1].view(2, 3), top3)
+    torch.manual_seed(0)
+    sampled = model.generate(prompts, max_new_tokens=4, do_sample=True, num_return_sequences=2)
+    assert sampled.shape == (4, 7) and torch.equal(sampled[::2, :3], prompts)
+
+
+def test_save_load_round_trip(tmp_path):
+    base = tiny_gpt2()
+    model = PrefixTuningModel(base, P, mlp_hidden=24)
+    with pytest.raises(ValueError, match=r"Fold the prefix before saving"):
+        model.save(tmp_path)
+    model.fold().save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefix.safetensors", "prefix_config.json"]
+    loaded = PrefixTuningModel.load(tiny_gpt2(), tmp_path)
+    ids, mask = padded_batch(101)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits,
+                                   atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("other", "named"), [(dict(n_layer=3), "n_layer: saved 2, model 3"),
+                                              (dict(n_head=2), "n_head: saved 4, model 2")])
+def test_load_into_other_shape_fails_clearly(tmp_path, other, named):
+    PrefixTuningModel(tiny_gpt2(), P).save(tmp_path)
+    with pytest.raises(ValueError, match=rf"saved for another model shape \({named}"):
+        PrefixTuningModel.load(tiny_gpt2(**other), tmp_path)
+
+
+def test_generic_training_step_moves_only_the_prefix():
+    base = tiny_gpt2()
+    model = PrefixTuningModel(base, P, mlp_hidden=24)
+    frozen = {k: v.clone() for k, v in base.state_dict().items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    ids, mask = padded_batch(101)
+    batch = dict(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    losses = []
+    for _ in range(15):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in frozen.items())
+
+
+class CacheArgGPT2(GPT2LMHeadModel):
+    """GPT-2 as transformers >= 5.24 spells it: the cache comes in as ``cache=``."""
+
+    def forward(self, input_ids=None, cache=None, **kwargs):
+        self.seen = type(cache).__name__
+        return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
+
+
+def test_cache_argument_follows_the_model_signature():
+    base = tiny_gpt2()
+    renamed = CacheArgGPT2(base.config).eval()
+    renamed.load_state_dict(base.state_dict())
+    assert cache_argument(base) == "past_key_values" and cache_argument(renamed) == "cache"
+    torch.manual_seed(8)
+    ours = PrefixTuningModel(base, P)
+    other = PrefixTuningModel(renamed, P)
+    other.prefix.data.copy_(ours.prefix)
+    ids, mask = padded_batch(101)
+    with torch.no_grad():
+        torch.testing.assert_close(other(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits,
+                                   atol=0, rtol=0)
+    assert renamed.seen == "DynamicCache"
+
+
+def test_bad_inputs_fail_clearly():
+    base = tiny_gpt2()
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
+            PrefixTuningModel(base, bad)
+    with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
+        PromptTuningModel(base, 0)
+    neo = GPTNeoForCausalLM(GPTNeoConfig(num_layers=2, hidden_size=32, num_heads=4, attention_types=[[["global"], 2]],
+                                         vocab_size=101))
+    with pytest.raises(TypeError, match=r"written for GPT-2.*'gpt_neo'"):
+        PrefixTuningModel(neo, P)
+    model = PrefixTuningModel(base, P)
+    with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
+        model(torch.ones(1, 60, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
+        model.generate(torch.ones(1, 50, dtype=torch.long), max_new_tokens=10)
+    with pytest.raises(ValueError, match=r"Do not pass position_ids"):
+        model(torch.ones(1, 4, dtype=torch.long), position_ids=torch.arange(4)[None])
+    with pytest.raises(ValueError, match=r"init_ids has 3 tokens; it needs at least prefix_len=5"):
+        PrefixTuningModel(base, P, init_ids=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"needs mlp_hidden=None"):
+        PrefixTuningModel(base, P, mlp_hidden=8, init_ids=torch.arange(1, 9))
+    base.gradient_checkpointing_enable()
+    with pytest.raises(RuntimeError, match=r"gradient checkpointing.*gradient_checkpointing_disable"):
+        PrefixTuningModel(base, P)
+    with pytest.raises(RuntimeError, match=r"gradient checkpointing"):
+        model(torch.ones(1, 4, dtype=torch.long))  # switched on after wrapping: refused at the next forward
