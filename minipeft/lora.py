@@ -73,6 +73,7 @@ class LoRALayer(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged, self.disabled = False, False
         base.requires_grad_(False)
+        self.train(base.training)  # a wrapped eval-mode model stays in eval mode (no dropout)
 
     def full_B(self) -> Tensor:
         """``B`` as one ``out x (groups * r)`` matrix: each adapted chunk reads only its own ``r`` rows of ``A x``."""
@@ -288,6 +289,9 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
     Checks the base model and every shape first; on any mismatch raises and leaves ``model`` unchanged.
     """
     folder = Path(folder)
+    if lora_layers(model):
+        raise ValueError("This model already has LoRA layers. Load the adapter onto a fresh base model, or call "
+                         "unload_lora(model) first.")
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder} has no {CONFIG_FILE} and {WEIGHTS_FILE}; save one with save_lora().")
     config = json.loads((folder / CONFIG_FILE).read_text())

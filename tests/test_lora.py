@@ -1,0 +1,333 @@
+"""minipeft.lora against the oracle (peft) and against the algebra: same A and B give the same logits."""
+
+import copy
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.pytorch_utils import Conv1D
+
+from minipeft.lora import (
+    LoRALayer,
+    apply_lora,
+    count_parameters,
+    disable_lora,
+    load_lora,
+    lora_layers,
+    merge_lora,
+    print_trainable_parameters,
+    save_lora,
+    unload_lora,
+    unmerge_lora,
+)
+
+peft = pytest.importorskip("peft")
+ALL_GPT2 = ["c_attn", "c_proj", "c_fc"]
+
+
+def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=32, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def mini_gpt2():
+    from minipeft.base_model import MiniModelMissingError, load_mini_gpt2
+
+    try:
+        return load_mini_gpt2()[0]
+    except MiniModelMissingError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(params=["tiny", "mini"])
+def gpt2(request):
+    return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
+
+
+def tokens(model, batch=2, length=12, seed=1) -> torch.Tensor:
+    return torch.randint(0, model.config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def randomise_B(model: nn.Module, seed: int = 2) -> None:
+    """Trained adapters have B != 0; a fresh one (B = 0) would hide every mistake in the LoRA path."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.normal_(std=0.5)
+
+
+def peft_twin(base: nn.Module, ours: nn.Module, targets, r: int, alpha: float, fan_in_fan_out: bool) -> nn.Module:
+    """peft's LoRA on a copy of ``base`` with our A and B copied in (B as full_B: see the q-and-v test)."""
+    config = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, fan_in_fan_out=fan_in_fan_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        twin = peft.get_peft_model(copy.deepcopy(base), config)
+    weights = {}
+    for name, layer in lora_layers(ours).items():
+        weights[f"base_model.model.{name}.lora_A.default.weight"] = layer.lora_A.detach()
+        weights[f"base_model.model.{name}.lora_B.default.weight"] = layer.full_B().detach()
+    result = twin.load_state_dict(weights, strict=False)
+    assert not result.unexpected_keys
+    assert not [k for k in result.missing_keys if "lora_" in k], "every peft LoRA weight must come from ours"
+    return twin.eval()
+
+
+def unchanged(model: nn.Module, before: dict[str, torch.Tensor], grads: dict[str, bool]) -> bool:
+    """No LoRA layer, same parameter names, values and requires_grad as ``before``."""
+    after = model.state_dict()
+    return (not lora_layers(model) and after.keys() == before.keys()
+            and all(torch.equal(after[k], v) for k, v in before.items())
+            and grads == {n: p.requires_grad for n, p in model.named_parameters()})
+
+
+# ---- exactness against peft ---------------------------------------------------------------------------------
+
+def test_conv1d_targets_match_peft(gpt2):
+    ours = apply_lora(copy.deepcopy(gpt2), targets=ALL_GPT2, r=4, alpha=8)
+    randomise_B(ours)
+    twin = peft_twin(gpt2, ours, ALL_GPT2, r=4, alpha=8, fan_in_fan_out=True)
+    ids = tokens(gpt2)
+    with torch.no_grad():
+        assert torch.allclose(ours(ids).logits, twin(ids).logits, atol=1e-5, rtol=0)
+        assert not torch.allclose(ours(ids).logits, gpt2(ids).logits, atol=1e-3), "B != 0 must change the output"
+    assert count_parameters(ours) == (twin.get_nb_trainable_parameters())
+
+
+def test_linear_targets_match_peft(capsys):
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
+    ours = apply_lora(copy.deepcopy(base), targets=["0", "2"], r=3, alpha=6)
+    assert all(not layer.fan_in_fan_out for layer in lora_layers(ours).values())
+    randomise_B(ours)
+    twin = peft_twin(base, ours, ["0", "2"], r=3, alpha=6, fan_in_fan_out=False)
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), twin(x), atol=1e-5, rtol=0)
+    print_trainable_parameters(ours)
+    twin.print_trainable_parameters()
+    mine, theirs = capsys.readouterr().out.splitlines()
+    lora = 3 * (16 + 32) + 3 * (32 + 8)  # r * (in + out) per layer
+    base_count = (16 * 32 + 32) + (32 * 8 + 8)
+    assert mine == theirs == f"trainable params: {lora} || all params: {base_count + lora:,d} || trainable%: " \
+        f"{100 * lora / (base_count + lora):.4f}"
+
+
+def test_qv_only_matches_peft_equivalent_and_the_algebra():
+    """peft cannot adapt only q and v of GPT-2's fused c_attn (q|k|v in one Conv1D). Two checks instead:
+
+    1. the algebra, by hand: the c_attn output is [q + s B_q A_q x | k | v + s B_v A_v x] with k untouched;
+    2. peft's LoRA of rank 2r on the whole c_attn with A = [A_q; A_v] and B = [[B_q, 0], [0, 0], [0, B_v]]
+       (k rows zero) is the same function, so its logits must agree. alpha doubles with r to keep alpha/r.
+    """
+    base, r, alpha = tiny_gpt2(), 4, 8
+    ours = apply_lora(copy.deepcopy(base), targets="c_attn", r=r, alpha=alpha, qv_only=True)
+    randomise_B(ours)
+    layer, d = ours.transformer.h[0].attn.c_attn, base.config.n_embd
+    assert layer.lora_A.shape == (2 * r, d) and layer.lora_B.shape == (2 * d, r)
+    x = torch.randn(3, d)
+    A_q, A_v = layer.lora_A[:r], layer.lora_A[r:]
+    B_q, B_v = layer.lora_B[:d], layer.lora_B[d:]
+    q, k, v = base.transformer.h[0].attn.c_attn(x).split(d, dim=-1)
+    by_hand = torch.cat([q + (alpha / r) * x @ A_q.T @ B_q.T, k, v + (alpha / r) * x @ A_v.T @ B_v.T], dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), by_hand, atol=1e-6, rtol=0)
+        assert torch.equal(layer(x)[:, d:2 * d], k), "the key projection must stay exactly the base one"
+
+    twin = peft_twin(base, ours, ["c_attn"], r=2 * r, alpha=2 * alpha, fan_in_fan_out=True)
+    ids = tokens(base)
+    with torch.no_grad():
+        assert torch.allclose(ours(ids).logits, twin(ids).logits, atol=1e-5, rtol=0)
+    per_layer = 2 * (r * d + r * d)  # q and v: each A (r x d) and B (d x r)
+    assert count_parameters(ours)[0] == base.config.n_layer * per_layer
+
+
+def test_parameter_counts_of_real_gpt2_shapes_on_meta_device():
+    """GPT-2 small, full c_attn at r=8: 294,912 trainable (a number peft users know); no weights needed."""
+    with torch.device("meta"):
+        small, medium = GPT2LMHeadModel(GPT2Config()), GPT2LMHeadModel(GPT2Config(n_embd=1024, n_layer=24, n_head=16))
+    assert count_parameters(apply_lora(small, r=8))[0] == 294_912
+    assert count_parameters(apply_lora(medium, r=4, qv_only=True))[0] == 24 * 2 * (4 * 1024 * 2)
+
+
+# ---- merge, unmerge, disable, fresh adapters ------------------------------------------------------------------
+
+@pytest.mark.parametrize("qv_only", [False, True])
+def test_merge_equals_unmerged_and_unmerge_restores_base(gpt2, qv_only):
+    targets = ["c_attn"] if qv_only else ALL_GPT2
+    model = apply_lora(copy.deepcopy(gpt2), targets=targets, r=4, alpha=16, qv_only=qv_only)
+    randomise_B(model)
+    base_weights = {n: layer.base.weight.clone() for n, layer in lora_layers(model).items()}
+    ids = tokens(gpt2)
+    with torch.no_grad():
+        unmerged = model(ids).logits
+        merge_lora(model)
+        assert all(layer.merged for layer in lora_layers(model).values())
+        assert torch.allclose(model(ids).logits, unmerged, atol=1e-5, rtol=0)
+        unmerge_lora(model)
+        for name, layer in lora_layers(model).items():
+            assert torch.allclose(layer.base.weight, base_weights[name], atol=1e-6, rtol=0)
+        assert torch.allclose(model(ids).logits, unmerged, atol=1e-5, rtol=0)
+        merged_plain = unload_lora(model)  # merged and unwrapped: a plain GPT-2 again
+        assert not lora_layers(merged_plain) and isinstance(merged_plain.transformer.h[0].attn.c_attn, Conv1D)
+        assert torch.allclose(merged_plain(ids).logits, unmerged, atol=1e-5, rtol=0)
+
+
+def test_fresh_adapter_and_disabled_adapter_give_the_base_model_exactly(gpt2):
+    ids = tokens(gpt2)
+    with torch.no_grad():
+        expected = gpt2(ids).logits
+        model = apply_lora(copy.deepcopy(gpt2), targets=ALL_GPT2, r=8, alpha=16)
+        assert torch.equal(model(ids).logits, expected), "B = 0 at init: step 0 is the base model, bit for bit"
+        randomise_B(model)
+        adapted = model(ids).logits
+        with disable_lora(model):
+            assert torch.equal(model(ids).logits, expected)
+        assert torch.equal(model(ids).logits, adapted), "the adapters come back after the with-block"
+        merge_lora(model)
+        with pytest.raises(RuntimeError, match="merged.*unmerge_lora"), disable_lora(model):
+            pass
+
+
+def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first():
+    model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8, dropout=0.1).train()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
+    ids = tokens(model)
+    model(ids, labels=ids).loss.backward()
+    for layer in lora_layers(model).values():
+        assert layer.base.weight.grad is None
+        assert torch.count_nonzero(layer.lora_A.grad) == 0, "dL/dA = B^T (...) = 0 while B = 0"
+        assert torch.count_nonzero(layer.lora_B.grad) > 0
+    assert model.transformer.wte.weight.grad is None
+
+
+def test_dropout_acts_on_the_lora_path_in_training_only():
+    model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8, dropout=0.5)
+    randomise_B(model)
+    ids = tokens(model)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, model(ids).logits)  # eval: deterministic
+        model.train()
+        assert not torch.equal(model(ids).logits, model(ids).logits)
+
+
+# ---- saving and loading ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qv_only", [False, True])
+def test_save_load_round_trip_gives_identical_logits(tmp_path, gpt2, qv_only):
+    targets = ["c_attn"] if qv_only else ALL_GPT2
+    model = apply_lora(copy.deepcopy(gpt2), targets=targets, r=4, alpha=32, dropout=0.1, qv_only=qv_only)
+    randomise_B(model)
+    save_lora(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "minipeft_adapter.json"]
+    loaded = load_lora(copy.deepcopy(gpt2), tmp_path).eval()
+    ids = tokens(gpt2)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
+    assert count_parameters(loaded) == count_parameters(model)
+    assert all(layer.dropout.p == 0.1 for layer in lora_layers(loaded).values())
+
+
+@pytest.mark.parametrize("qv_only", [False, True])
+def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only):
+    base = tiny_gpt2()
+    targets = ["c_attn"] if qv_only else ALL_GPT2
+    ours = apply_lora(copy.deepcopy(base), targets=targets, r=4, alpha=8, qv_only=qv_only)
+    randomise_B(ours)
+    save_lora(ours, tmp_path / "ours")
+    ids = tokens(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_peft = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+        in_peft.save_pretrained(tmp_path / "peft")
+    back = load_lora(copy.deepcopy(base), tmp_path / "peft")  # peft's files, without minipeft_adapter.json
+    with torch.no_grad():
+        expected = ours(ids).logits
+        assert torch.allclose(in_peft(ids).logits, expected, atol=1e-5, rtol=0)
+        assert torch.allclose(back(ids).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_peft_options_we_do_not_implement_are_refused(tmp_path):
+    base = tiny_gpt2()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dora = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=2, target_modules=["c_attn"],
+                                                                          fan_in_fan_out=True, use_dora=True))
+    dora.save_pretrained(tmp_path)
+    fresh = tiny_gpt2()
+    before, grads = fresh.state_dict(), {n: p.requires_grad for n, p in fresh.named_parameters()}
+    with pytest.raises(ValueError, match="use_dora.*PeftModel.from_pretrained"):
+        load_lora(fresh, tmp_path)
+    assert unchanged(fresh, before, grads)
+
+
+@pytest.mark.parametrize("other, shapes_differ", [
+    (dict(n_embd=48), True),  # another width
+    (dict(n_layer=1), True),  # layer h.1 missing
+    (dict(vocab_size=202), False),  # same layer shapes, another base model: only minipeft_adapter.json can tell
+])
+def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, other, shapes_differ):
+    model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8)
+    randomise_B(model)
+    save_lora(model, tmp_path)
+    wrong = tiny_gpt2(**other)
+    before, grads = wrong.state_dict(), {n: p.requires_grad for n, p in wrong.named_parameters()}
+    with pytest.raises(ValueError, match="saved for base model .* Load it onto the base model it was trained on"):
+        load_lora(wrong, tmp_path)
+    assert unchanged(wrong, before, grads)
+    if shapes_differ:
+        (tmp_path / "minipeft_adapter.json").unlink()  # a folder written by peft: only the shapes can tell
+        with pytest.raises(ValueError, match="Load it onto the base model it was trained on"):
+            load_lora(wrong, tmp_path)
+        assert unchanged(wrong, before, grads)
+
+
+def test_load_needs_the_files_and_a_base_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save_lora"):
+        load_lora(tiny_gpt2(), tmp_path)
+    with pytest.raises(ValueError, match="no LoRA layers to save"):
+        save_lora(tiny_gpt2(), tmp_path)
+    model = apply_lora(tiny_gpt2(), r=2, alpha=4)
+    save_lora(model, tmp_path)
+    with pytest.raises(ValueError, match="already has LoRA layers.*fresh base model"):
+        load_lora(model, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["fan_in_fan_out"] is True and config["peft_type"] == "LORA"
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(r=0), ValueError, "rank r must be a positive integer"),
+    (dict(r=-2), ValueError, "rank r must be a positive integer"),
+    (dict(r=2.5), ValueError, "rank r must be a positive integer"),
+    (dict(alpha=0), ValueError, "alpha must be > 0"),
+    (dict(alpha=-8), ValueError, "alpha must be > 0"),
+    (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
+    (dict(dropout=-0.1), ValueError, r"dropout must be in \[0, 1\)"),
+    (dict(targets=["q_proj"]), ValueError, r"No module of the model matches targets \['q_proj'\].*c_attn"),
+    (dict(targets=["c_attn", "wte"]), TypeError, "'transformer.wte' is a Embedding.*nn.Linear"),
+    (dict(targets=["c_fc"], qv_only=True), ValueError, "no target is named 'c_attn'"),
+])
+def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match):
+    model = tiny_gpt2()
+    before, grads = model.state_dict(), {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(error, match=match):
+        apply_lora(model, **{"r": 4, "alpha": 8, **kwargs})
+    assert unchanged(model, before, grads)
+
+
+def test_wrapping_twice_is_refused_and_changes_nothing():
+    model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="already has LoRA layers.*unload_lora"):
+        apply_lora(model, targets="c_proj", r=4, alpha=8)
+    assert model.state_dict().keys() == before.keys() and len(lora_layers(model)) == model.config.n_layer
+    assert isinstance(model.transformer.h[0].attn.c_proj, Conv1D)
+    assert isinstance(model.transformer.h[0].attn.c_attn, LoRALayer)
