@@ -1,0 +1,142 @@
+"""The task data: MR parsing, the offline restaurant set, real E2E from a CSV, and causal-LM batches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from minipeft.base_model import gpt2_tokenizer
+from minipeft.data import (
+    IGNORE_INDEX,
+    SLOTS,
+    build_restaurant_files,
+    format_mr,
+    group_by_mr,
+    load_e2e_csv,
+    load_restaurant,
+    make_loader,
+    parse_mr,
+    prompt_text,
+    read_csv,
+    write_csv,
+)
+from minipeft.profiles import PROFILES
+
+DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_tokenizer()
+
+
+def test_parse_mr_reads_slots_and_round_trips():
+    mr = "name[The Eagle], eatType[coffee shop], customer rating[5 out of 5], near[Burger King]"
+    slots = parse_mr(mr)
+    assert slots == {"name": "The Eagle", "eatType": "coffee shop", "customer rating": "5 out of 5",
+                     "near": "Burger King"}
+    assert format_mr(slots) == mr
+
+
+@pytest.mark.parametrize(("mr", "match"), [
+    ("name[The Eagle, area[riverside]", "line 7: malformed MR.*unbalanced brackets"),
+    ("name[The Eagle]], area[riverside]", "line 7: malformed MR.*unbalanced brackets"),
+    ("name[The Eagle], cuisine[French]", "line 7: unknown slot 'cuisine'.*E2E slots are: name, eatType"),
+    ("name[The Eagle], riverside", "line 7: malformed MR.*'riverside' is not of the form slot"),
+    ("name[A], name[B]", "line 7: slot 'name' appears twice"),
+    ("", "line 7: empty MR"),
+])
+def test_parse_mr_rejects_malformed_mrs_naming_the_line(mr, match):
+    with pytest.raises(ValueError, match=match):
+        parse_mr(mr, line=7)
+
+
+def test_bad_mr_in_a_csv_names_its_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    write_csv([("name[A], area[riverside]", "A is by the river."), ("name[B], area[riverside", "B.")], path)
+    with pytest.raises(ValueError, match="line 3: malformed MR"):
+        read_csv(path)
+
+
+def test_empty_dataset_says_what_to_change(tmp_path, tokenizer):
+    path = tmp_path / "empty.csv"
+    write_csv([], path)
+    with pytest.raises(ValueError, match="is empty.*Check the file"):
+        read_csv(path)
+    with pytest.raises(ValueError, match="is empty"):
+        make_loader([], tokenizer, batch_size=2, max_len=64)
+
+
+@pytest.mark.parametrize("profile", ["ci", "cpu"])
+def test_offline_restaurant_splits_have_profile_sizes_and_disjoint_mrs(profile):
+    p = PROFILES[profile]
+    splits = {s: load_restaurant(s, p) for s in ("train", "validation", "test")}
+    assert [len(v) for v in splits.values()] == [p.n_train, p.n_val, p.n_test]
+    mrs = {s: set(group_by_mr(v)) for s, v in splits.items()}
+    assert not mrs["train"] & mrs["test"] and not mrs["train"] & mrs["validation"]
+    groups = group_by_mr(splits["train"])
+    assert sum(len(r) > 1 for r in groups.values()) > 0.9 * len(groups)  # several references per MR
+    used = {slot for mr in groups for slot in parse_mr(mr)}
+    assert used == set(SLOTS)
+
+
+def test_generator_is_seeded_and_matches_committed_files(tmp_path):
+    build_restaurant_files(tmp_path, sizes={"train": 4000, "validation": 400, "test": 200})
+    committed = Path(__file__).resolve().parents[1] / "data" / "restaurants"
+    for split in ("train", "validation", "test"):
+        assert read_csv(tmp_path / f"{split}.csv") == read_csv(committed / f"{split}.csv")
+
+
+def test_references_mention_their_slot_values():
+    for mr, ref in load_restaurant("train", "ci"):
+        slots = parse_mr(mr)
+        assert slots["name"] in ref
+        if "near" in slots:
+            assert slots["near"] in ref
+        if "customer rating" in slots and "out of" in slots["customer rating"]:
+            assert slots["customer rating"] in ref
+
+
+def test_loader_masks_everything_but_the_text(tokenizer):
+    pairs = [("name[A], area[riverside]", "A is by the riverside."),
+             ("name[Blue Heron], eatType[pub], food[French], near[the Town Hall]", "Blue Heron is a pub.")]
+    loader = make_loader(pairs, tokenizer, batch_size=2, max_len=64, shuffle=False)
+    batch = next(iter(loader))
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    for row, (mr, ref) in enumerate(pairs):
+        n_prompt = len(tokenizer(prompt_text(mr))["input_ids"])
+        length = int(batch["attention_mask"][row].sum())
+        assert batch["attention_mask"][row, :length].all() and not batch["attention_mask"][row, length:].any()
+        labels = batch["labels"][row]
+        assert (labels[:n_prompt] == IGNORE_INDEX).all() and (labels[length:] == IGNORE_INDEX).all()
+        text = labels[n_prompt:length]
+        assert (text == batch["input_ids"][row, n_prompt:length]).all()
+        assert tokenizer.decode(text) == " " + ref + tokenizer.eos_token
+    assert batch["attention_mask"][0, -1] == 0  # right padding: the shorter first row ends in padding
+
+
+def test_loader_is_seeded(tokenizer):
+    pairs = load_restaurant("train", "ci")[:32]
+    first = [next(iter(make_loader(pairs, tokenizer, 4, 128, seed=s)))["input_ids"] for s in (1, 1, 2)]
+    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])
+
+
+def test_too_long_examples_say_what_to_change(tokenizer):
+    pairs = [("name[A], area[riverside]", "A is by the riverside. " * 20)]
+    with pytest.raises(ValueError, match="Example 0 is .* tokens, longer than max_len=16.*Raise max_len"):
+        make_loader(pairs, tokenizer, batch_size=1, max_len=16)
+    with pytest.raises(ValueError, match="No example fits"):
+        make_loader(pairs, tokenizer, batch_size=1, max_len=16, drop_long=True)
+    with pytest.raises(ValueError, match="longer than the model's context \\(1024 tokens\\)"):
+        make_loader(pairs, tokenizer, batch_size=1, max_len=4096)
+
+
+@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
+def test_real_e2e_devset_loads_and_parses(tokenizer):
+    pairs = load_e2e_csv(DEVSET)
+    groups = group_by_mr(pairs)
+    assert len(pairs) == 4672 and len(groups) == 547
+    assert all(parse_mr(mr)["name"] for mr in groups)
+    loader = make_loader(pairs[:64], tokenizer, batch_size=16, max_len=128)
+    assert sum(1 for _ in loader) == 4

@@ -1,0 +1,123 @@
+"""The shared training loop: it learns, it trains only what requires grad, and it measures honestly."""
+
+import math
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from minipeft.data import load_restaurant, make_loader
+from minipeft.train import History, count_trainable, evaluate_loss, perplexity, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A 600-token byte-level BPE trained on the task in a second: keeps the tiny models' logits small."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    texts = [f"{mr} || {ref}" for mr, ref in load_restaurant("train", "ci")]
+    bpe.train_from_iterator(texts, vocab_size=600, special_tokens=["<|endoftext|>"], show_progress=False)
+    eos = "<|endoftext|>"
+    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eos, bos_token=eos, unk_token=eos,
+                             pad_token=eos, model_max_length=128)
+
+
+@pytest.fixture(scope="module")
+def loaders(tokenizer):
+    pairs = load_restaurant("train", "ci")[:64]
+    val = load_restaurant("validation", "ci")[:16]
+    return (make_loader(pairs, tokenizer, batch_size=8, max_len=128),
+            make_loader(val, tokenizer, batch_size=8, max_len=128, shuffle=False))
+
+
+def tiny_model(vocab_size: int) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=128, vocab_size=vocab_size)
+    return GPT2LMHeadModel(cfg)
+
+
+def test_full_finetune_lowers_the_loss(tokenizer, loaders):
+    train_loader, val_loader = loaders
+    model = tiny_model(len(tokenizer))
+    before = evaluate_loss(model, val_loader)
+    hist = train(model, train_loader, steps=30, lr=3e-3, val_loader=val_loader, eval_every=10,
+                 warmup_steps=5, progress=False)
+    assert isinstance(hist, History) and hist.steps == 30
+    assert hist.val_steps == [10, 20, 30] and len(hist.val_loss) == 3
+    assert hist.val_loss[-1] < before - 1.0
+    assert hist.val_loss[-1] == pytest.approx(evaluate_loss(model, val_loader))
+    assert not model.training
+    assert hist.trainable_params == count_trainable(model) == sum(p.numel() for p in model.parameters())
+    assert hist.peak_memory_bytes > 10 * 2**20  # process RSS on the CPU
+    assert len(hist.seconds_per_step) == 30 and all(t > 0 for t in hist.seconds_per_step)
+
+
+def test_warmup_then_linear_decay(tokenizer, loaders):
+    model = tiny_model(len(tokenizer))
+    hist = train(model, loaders[0], steps=10, lr=1e-3, warmup_steps=4, progress=False)
+    assert hist.lr[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert hist.lr[4:] == pytest.approx([1e-3 * (10 - s) / 6 for s in range(4, 10)])
+
+
+def test_frozen_parameters_stay_put(tokenizer, loaders):
+    model = tiny_model(len(tokenizer))
+    for name, p in model.named_parameters():
+        p.requires_grad = "ln_f" in name
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trained = {n: p.clone() for n, p in model.named_parameters() if p.requires_grad}
+    hist = train(model, loaders[0], steps=3, lr=1e-2, progress=False)
+    assert hist.trainable_params == 2 * 32
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    assert all(not torch.equal(p, trained[n]) for n, p in model.named_parameters() if n in trained)
+
+
+def test_runs_are_seeded(tokenizer, loaders):
+    runs = [train(tiny_model(len(tokenizer)), loaders[0], steps=4, lr=1e-3, progress=False).train_loss
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_a_wrapper_module_trains_through_the_same_loop(tokenizer, loaders):
+    class Wrapper(torch.nn.Module):  # like a prefix-tuning wrapper: frozen base, its own parameters
+        def __init__(self, base):
+            super().__init__()
+            self.base = base.requires_grad_(False)
+            self.bias = torch.nn.Parameter(torch.zeros(base.config.vocab_size))
+
+        def forward(self, input_ids, attention_mask, labels):
+            logits = self.base(input_ids=input_ids, attention_mask=attention_mask).logits + self.bias
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+            return type("Out", (), {"loss": loss})()
+
+    model = Wrapper(tiny_model(len(tokenizer)))
+    hist = train(model, loaders[0], steps=5, lr=1e-2, progress=False)
+    assert hist.trainable_params == len(tokenizer) and hist.train_loss[-1] < hist.train_loss[0]
+
+
+def test_clear_errors(tokenizer, loaders):
+    model = tiny_model(len(tokenizer)).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(model, loaders[0], steps=1, lr=1e-3, progress=False)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        train(model, loaders[0], steps=0, lr=1e-3, progress=False)
+
+
+def test_perplexity_and_history_plot(tokenizer, loaders):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert perplexity(0.0) == 1.0 and perplexity(math.log(50)) == pytest.approx(50)
+    hist = History(train_loss=[3.0, 2.0, 1.5, 1.0], val_steps=[2, 4], val_loss=[2.5, 1.2])
+    ax = hist.plot(label="full", smooth=2)
+    assert ax.get_xlabel() == "training step" and len(ax.lines) == 2
