@@ -55,10 +55,12 @@ def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
 
 
 def _refuse_checkpointing(base: PreTrainedModel, what: str) -> None:
-    if getattr(base, "is_gradient_checkpointing", False):
+    new_name = hasattr(type(base), "is_activation_checkpointing")  # transformers' name since 5.2x
+    if getattr(base, "is_activation_checkpointing" if new_name else "is_gradient_checkpointing", False):
         raise RuntimeError(
             f"{what} cannot be combined with gradient checkpointing: GPT-2 drops the attention cache while "
-            f"checkpointing, and the prefix lives in that cache. Call base_model.gradient_checkpointing_disable()."
+            "checkpointing, and the prefix lives in that cache. Switch it off with "
+            "base_model.activation_checkpointing_disable() (gradient_checkpointing_disable() in older transformers)."
         )
 
 
