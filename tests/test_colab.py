@@ -1,0 +1,160 @@
+"""One-click Colab: every badge and install cell agrees with pyproject.toml, and the install cell is a no-op here."""
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+from contextlib import redirect_stdout
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
+sync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync)
+
+
+def _course_copy(tmp_path: Path, url: str = "https://github.com/someone/course", ref: str = "v1.0") -> Path:
+    """A tiny course: pyproject.toml with ``url``/``ref``, two notebooks, a README with the table markers."""
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\n[project.urls]\nRepository = "{url}"\n[tool.minipeft.colab]\nref = "{ref}"\n')
+    (tmp_path / "notebooks").mkdir()
+    for name, title in [("00_intro.ipynb", "00 · Intro"), ("03_lora.ipynb", "03 · LoRA")]:
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# {title}\n\n**Learning goals.** a, b.\n\n**Time:** about 7 minutes."),
+            nbformat.v4.new_code_cell("from minipeft import setup_notebook\n\nprofile, device = setup_notebook()"),
+            nbformat.v4.new_markdown_cell("## Recap\n\nDone."),
+        ])
+        (tmp_path / "notebooks" / name).write_text(nbformat.writes(nb))
+    (tmp_path / "README.md").write_text(
+        f"# Course\n\n{sync.TABLE_START}\n| # | notebook | what you learn |\n|---|---|---|\n"
+        "| 00 | intro | the basics |\n| 03 | LoRA | low rank |\n| 05 | later | not written |\n"
+        f"{sync.TABLE_END}\n\nMore.\n")
+    return tmp_path
+
+
+def _check(root: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = sync.main(["--check"], root)
+    return code, out.getvalue()
+
+
+def test_sync_writes_badges_install_cells_and_table_and_is_idempotent(tmp_path):
+    root = _course_copy(tmp_path)
+    assert _check(root)[0] == 1
+    assert sync.main([], root) == 0
+    assert _check(root) == (0, "")
+    before = {p: p.read_text() for p in root.rglob("*") if p.is_file()}
+    sync.main([], root)
+    assert {p: p.read_text() for p in root.rglob("*") if p.is_file()} == before, "a second sync changed files"
+
+    cells = json.loads((root / "notebooks" / "03_lora.ipynb").read_text())["cells"]
+    url = "https://colab.research.google.com/github/someone/course/blob/v1.0/notebooks/03_lora.ipynb"
+    assert cells[0]["source"][0] == f"[![Open In Colab]({sync.BADGE_IMAGE})]({url})\n"
+    assert "# 03 · LoRA" in "".join(cells[0]["source"]), "the introduction was lost"
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert sources[0] == sync.install_cell_source(root) and "setup_notebook()" in sources[1]
+    assert "--branch=v1.0" in sources[0] and '"https://github.com/someone/course"' in sources[0]
+    nbformat.validate(nbformat.reads((root / "notebooks" / "03_lora.ipynb").read_text(), as_version=4))
+
+    readme = (root / "README.md").read_text()
+    assert "| 03 | [LoRA](notebooks/03_lora.ipynb) | low rank | about 7 minutes | [![Open In Colab]" in readme
+    assert f"({url}) |" in readme and "| 05 | later | not written | — | not yet |" in readme
+    assert readme.endswith(f"{sync.TABLE_END}\n\nMore.\n")
+
+
+def test_a_new_address_or_branch_makes_the_check_fail_until_synced(tmp_path):
+    root = _course_copy(tmp_path)
+    sync.main([], root)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("someone/course", "fork/course").replace("v1.0", "main"))
+    code, report = _check(root)
+    assert code == 1
+    assert "00_intro.ipynb: the first line of the first cell is not the Colab badge" in report
+    assert "03_lora.ipynb: the first code cell is not the current Colab install cell" in report
+    assert "README.md: the course table disagrees" in report and "python scripts/sync_notebooks.py" in report
+    sync.main([], root)
+    assert _check(root)[0] == 0
+    assert "blob/main/notebooks/00_intro.ipynb" in (root / "README.md").read_text()
+
+
+def test_an_edited_install_cell_or_a_missing_one_is_caught(tmp_path):
+    root = _course_copy(tmp_path)
+    sync.main([], root)
+    path = root / "notebooks" / "00_intro.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"][1]["source"][-1] += "  # edited by hand"
+    assert sync.notebook_problems(nb, path.name, root) == [
+        "00_intro.ipynb: the first code cell is not the current Colab install cell"]
+    del nb["cells"][1]
+    assert "00_intro.ipynb: needs exactly one Colab install cell" in sync.notebook_problems(nb, path.name, root)
+
+
+def test_bad_repository_address_and_bad_notebook_say_what_to_fix(tmp_path):
+    root = _course_copy(tmp_path, url="https://gitlab.com/someone/course")
+    with pytest.raises(ValueError, match=r"is not https://github.com/<owner>/<repo>; Colab opens .* from GitHub"):
+        sync.repository(root)
+    (tmp_path / "b").mkdir()
+    root = _course_copy(tmp_path / "b")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(ValueError, match="first cell must be the markdown introduction"):
+        sync.sync_notebook(nb, "09_x.ipynb", root)
+
+
+def _forbid(*_args, **_kwargs):
+    raise AssertionError("the Colab cell started a process outside Colab")
+
+
+def test_install_cell_does_nothing_outside_colab(monkeypatch):
+    assert "google.colab" not in sys.modules
+    for name in ("run", "Popen", "call", "check_call", "check_output"):
+        monkeypatch.setattr(subprocess, name, _forbid)
+    monkeypatch.setattr(os, "system", _forbid)
+    env, path, cwd, modules = dict(os.environ), list(sys.path), os.getcwd(), set(sys.modules)
+    out = io.StringIO()
+    start = time.perf_counter()
+    with redirect_stdout(out):
+        exec(compile(sync.install_cell_source(ROOT), "colab-cell", "exec"), {})
+    elapsed = time.perf_counter() - start
+    assert out.getvalue() == "", "the Colab cell printed something outside Colab"
+    assert dict(os.environ) == env and sys.path == path and os.getcwd() == cwd
+    assert set(sys.modules) == modules, "the Colab cell imported something outside Colab"
+    assert elapsed < 0.05, f"the Colab cell took {elapsed:.3f} s outside Colab"
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu-runtime", "gpu-runtime"])
+def test_install_cell_on_colab_clones_installs_keeps_torch_and_picks_the_profile(monkeypatch, tmp_path, gpu):
+    import torch
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.delenv("MINIPEFT_PROFILE", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        exec(compile(sync.install_cell_source(ROOT), "colab-cell", "exec"), {})
+
+    url, ref = sync.repository(ROOT)
+    (clone, clone_kw), (pip, pip_kw) = calls
+    assert clone == ["git", "clone", "--quiet", "--depth=1", f"--branch={ref}", url, sync.COLAB_DIR]
+    assert pip[:4] == [sys.executable, "-m", "pip", "install"] and pip[-3:-1] == ["-e", sync.COLAB_DIR]
+    assert pip[-1] == f"torch=={version('torch')}", "pip must keep the installed torch"
+    assert not {"-U", "--upgrade", "--force-reinstall"} & set(pip)
+    assert clone_kw == pip_kw == {"check": True}
+    assert sys.path[0] == sync.COLAB_DIR
+    if gpu:
+        assert os.environ["MINIPEFT_PROFILE"] == "gpu" and "Tesla T4" in out.getvalue()
+    else:
+        assert os.environ["MINIPEFT_PROFILE"] == "cpu"
+        assert "Runtime > Change runtime type > T4 GPU" in out.getvalue()
