@@ -14,7 +14,6 @@ freezing is how a method says what it trains.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .metrics import perplexity  # noqa: F401  (re-exported: train.perplexity)
 from .notebook import seed_everything
 
 
@@ -106,11 +106,6 @@ def evaluate_loss(model: nn.Module, loader: DataLoader, max_batches: int | None 
     if tokens == 0:
         raise ValueError("evaluate_loss: the loader has no labelled tokens (is it empty?)")
     return total / tokens
-
-
-def perplexity(loss: float) -> float:
-    """exp(mean cross-entropy per token): the number of equally likely tokens the model hesitates between."""
-    return math.exp(loss)
 
 
 def _cycle(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
