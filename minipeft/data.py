@@ -31,7 +31,8 @@ SEP = " ||"  # MR and text are joined as "MR || text", the format of the LoRA an
 IGNORE_INDEX = -100  # label value that PyTorch's cross-entropy skips
 RESTAURANTS_DIR = DATA_DIR / "restaurants"
 SPLITS = ("train", "validation", "test")
-E2E_HUB_ID = "GEM/e2e_nlg"  # parquet data that `datasets` 3+ loads without a loading script
+E2E_HUB_ID = "tuetschek/e2e_nlg"  # the E2E NLG dataset on the Hugging Face Hub
+E2E_HUB_REVISION = "refs/convert/parquet"  # its Parquet export: no loading script, so `datasets` 4+ reads it
 Pair = tuple[str, str]
 
 _SLOT_RE = re.compile(r"\s*([^\[\],]+?)\s*\[([^\[\]]*)\]\s*")
@@ -144,12 +145,12 @@ def load_e2e_csv(path: str | Path, n: int | None = None) -> list[Pair]:
 
 
 def load_e2e(split: str, n: int | None = None) -> list[Pair]:
-    """Real E2E NLG from the Hugging Face Hub (``GEM/e2e_nlg``), as ``(mr, ref)`` pairs.
+    """Real E2E NLG from the Hugging Face Hub, as ``(mr, ref)`` pairs (42,061 / 4,672 / 4,693 rows).
 
-    Raises ``ConnectionError`` with the alternatives when the Hub cannot be reached.
+    The Hub copy (``tuetschek/e2e_nlg``) keeps an old loading script on its main branch, which
+    ``datasets`` 4+ no longer runs; its Parquet export (revision ``refs/convert/parquet``) loads as plain
+    files. Raises ``ConnectionError`` naming the offline alternatives when the Hub cannot be reached.
     """
-    from datasets import load_dataset
-
     from .base_model import hub_offline, hub_reachable
 
     _split_size(split, get_profile("ci"))  # validates the split name
@@ -158,11 +159,31 @@ def load_e2e(split: str, n: int | None = None) -> list[Pair]:
             f"The Hugging Face Hub is unreachable, so the real E2E data ({E2E_HUB_ID}) cannot be downloaded. "
             "Use the offline set (`load_restaurant(split)`) or a local copy (`load_e2e_csv(path)`)."
         )
-    rows = load_dataset(E2E_HUB_ID, split=split)
-    mr_col = "meaning_representation" if "meaning_representation" in rows.column_names else "mr"
-    ref_col = "target" if "target" in rows.column_names else "human_reference"
-    pairs = list(zip(rows[mr_col], rows[ref_col]))
+    from datasets import load_dataset
+
+    rows = load_dataset(E2E_HUB_ID, revision=E2E_HUB_REVISION, split=split,
+                        data_files={s: f"default/{s}/*.parquet" for s in SPLITS})
+    pairs = list(zip(rows["meaning_representation"], rows["human_reference"]))
     return check_pairs(pairs[:n] if n else pairs, source=f"E2E {split} split")
+
+
+def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tuple[list[Pair], str]:
+    """Real E2E in the ``gpu`` profile when the Hub answers, else the offline set; returns (pairs, source).
+
+    Prints one line saying which data the run uses.
+    """
+    profile = get_profile(profile)
+    n = _split_size(split, profile)
+    if profile.name == "gpu":
+        try:
+            pairs = load_e2e(split, n)
+            print(f"Data: real E2E NLG ({E2E_HUB_ID}), {split} split, {len(pairs)} pairs.")
+            return pairs, "E2E"
+        except ConnectionError as err:
+            print(f"{err} Falling back to the offline restaurant set.")
+    pairs = load_restaurant(split, profile)
+    print(f"Data: the course's offline restaurant set (data/restaurants), {split} split, {len(pairs)} pairs.")
+    return pairs, "offline"
 
 
 def group_by_mr(pairs: Sequence[Pair]) -> dict[str, list[str]]:

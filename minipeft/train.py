@@ -186,3 +186,34 @@ def train(model: nn.Module, train_loader: DataLoader, *, steps: int, lr: float,
     history.peak_memory_bytes = _peak_memory(device)
     model.eval()
     return history
+
+
+@torch.no_grad()
+def generate_texts(model: nn.Module, tokenizer, mrs: list[str], *, max_new_tokens: int, batch_size: int = 16,
+                   num_beams: int = 1, progress: bool = True) -> list[str]:
+    """The model's sentence for each MR: greedy (or beam) decoding after ``MR ||`` until end-of-text.
+
+    Prompts are left-padded, so every row of a batch ends where its new tokens begin. Works for a
+    ``GPT2LMHeadModel`` (LoRA layers included) and for the prefix-tuning wrapper (its own ``generate``).
+    """
+    from .data import prompt_text
+
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    device = model_device(model)
+    texts: list[str] = []
+    try:
+        starts = range(0, len(mrs), batch_size)
+        for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
+            enc = tokenizer([prompt_text(mr) for mr in mrs[start:start + batch_size]], return_tensors="pt",
+                            padding=True).to(device)
+            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            new = out[:, enc["input_ids"].shape[1]:]  # drop the prompt
+            texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return texts

@@ -140,3 +140,44 @@ def test_real_e2e_devset_loads_and_parses(tokenizer):
     assert all(parse_mr(mr)["name"] for mr in groups)
     loader = make_loader(pairs[:64], tokenizer, batch_size=16, max_len=128)
     assert sum(1 for _ in loader) == 4
+
+
+def test_hub_loader_reads_the_parquet_export(tmp_path, monkeypatch):
+    """The Hub is unreachable here: stand a local copy of the Parquet export in for it."""
+    import datasets
+
+    import minipeft.base_model as base_model
+    from minipeft import data
+
+    for split, n in (("train", 3), ("validation", 2), ("test", 2)):
+        folder = tmp_path / "default" / split
+        folder.mkdir(parents=True)
+        rows = {"meaning_representation": [f"name[R{i}], area[riverside]" for i in range(n)],
+                "human_reference": [f"R{i} is by the river." for i in range(n)]}
+        datasets.Dataset.from_dict(rows).to_parquet(folder / "0000.parquet")
+    calls = []
+    real = datasets.load_dataset
+
+    def local_hub(path, revision=None, **kwargs):
+        calls.append((path, revision))
+        return real(str(tmp_path), **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", local_hub)
+    monkeypatch.setattr(base_model, "hub_offline", lambda: False)
+    monkeypatch.setattr(base_model, "hub_reachable", lambda timeout=3.0: True)
+    assert data.load_e2e("validation") == [("name[R0], area[riverside]", "R0 is by the river."),
+                                           ("name[R1], area[riverside]", "R1 is by the river.")]
+    assert len(data.load_e2e("train", n=2)) == 2
+    assert calls[0] == (data.E2E_HUB_ID, "refs/convert/parquet")
+
+
+def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys):
+    import minipeft.base_model as base_model
+    from minipeft import data
+
+    monkeypatch.setattr(base_model, "hub_offline", lambda: True)
+    with pytest.raises(ConnectionError, match="unreachable.*load_restaurant.*load_e2e_csv"):
+        data.load_e2e("test")
+    pairs, source = data.load_e2e_or_offline("test", "gpu")
+    assert source == "offline" and len(pairs) == 200  # the offline set is capped at its committed size
+    assert "Falling back to the offline restaurant set" in capsys.readouterr().out

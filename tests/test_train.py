@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from minipeft.data import load_restaurant, make_loader
-from minipeft.train import History, count_trainable, evaluate_loss, perplexity, train
+from minipeft.train import History, count_trainable, evaluate_loss, generate_texts, perplexity, train
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -121,3 +121,35 @@ def test_perplexity_and_history_plot(tokenizer, loaders):
     hist = History(train_loss=[3.0, 2.0, 1.5, 1.0], val_steps=[2, 4], val_loss=[2.5, 1.2])
     ax = hist.plot(label="full", smooth=2)
     assert ax.get_xlabel() == "training step" and len(ax.lines) == 2
+
+
+@pytest.fixture(scope="module")
+def trained(tokenizer, loaders):
+    model = tiny_model(len(tokenizer))
+    train(model, loaders[0], steps=40, lr=3e-3, warmup_steps=5, progress=False)
+    return model
+
+
+def test_generation_does_not_depend_on_batching(tokenizer, trained):
+    mrs = [mr for mr, _ in load_restaurant("test", "ci")][::4]
+    one_by_one = generate_texts(trained, tokenizer, mrs, max_new_tokens=12, batch_size=1, progress=False)
+    batched = generate_texts(trained, tokenizer, mrs, max_new_tokens=12, batch_size=len(mrs), progress=False)
+    assert len(batched) == len(mrs) and all(isinstance(t, str) and t for t in batched)
+    assert batched == one_by_one  # left padding: padded rows generate exactly what they generate alone
+    assert tokenizer.padding_side == "right" and not trained.training  # nothing left changed
+
+
+def test_lora_and_prefix_train_through_the_same_loop(tokenizer, loaders):
+    from minipeft.lora import apply_lora
+    from minipeft.prefix import PrefixTuningModel
+
+    lora = apply_lora(tiny_model(len(tokenizer)), targets=["c_attn"], r=4, alpha=8, qv_only=True)
+    prefix = PrefixTuningModel(tiny_model(len(tokenizer)), prefix_len=5, mlp_hidden=16)
+    for model in (lora, prefix):
+        frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+        hist = train(model, loaders[0], steps=12, lr=1e-2, val_loader=loaders[1], progress=False)
+        assert hist.trainable_params == count_trainable(model) < sum(p.numel() for p in model.parameters()) / 5
+        assert hist.val_loss[-1] < evaluate_loss(tiny_model(len(tokenizer)), loaders[1])
+        assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+        texts = generate_texts(model, tokenizer, ["name[Juniper], food[French]"], max_new_tokens=5, progress=False)
+        assert len(texts) == 1
