@@ -55,6 +55,7 @@ class LoRALayer(nn.Module):
     def __init__(self, base: nn.Linear | Conv1D, r: int, alpha: float, dropout: float = 0.0,
                  chunks: Sequence[bool] | None = None):
         super().__init__()
+        _check_hyperparameters(r, alpha, dropout)
         self.base = base
         self.fan_in_fan_out = isinstance(base, Conv1D)  # Conv1D stores W as (in, out), the transpose of Linear
         self.in_features, self.out_features = _in_out(base)

@@ -323,6 +323,11 @@ def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match):
     assert unchanged(model, before, grads)
 
 
+def test_layer_checks_its_own_hyperparameters():
+    with pytest.raises(ValueError, match="rank r must be a positive integer"):
+        LoRALayer(nn.Linear(4, 4), r=0, alpha=1)
+
+
 def test_wrapping_twice_is_refused_and_changes_nothing():
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8)
     before = copy.deepcopy(model.state_dict())
