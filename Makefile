@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint
+.PHONY: course test setup lint solutions timings cache colab
 
 setup:
 	@bash scripts/setup.sh
@@ -15,3 +15,19 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check minipeft tests notebooks scripts
+
+# Every notebook with every unwritten exercise filled in by its reference solution: each check must pass.
+solutions: setup
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py --solutions
+
+# Time every notebook in the active profile (ci unless MINIPEFT_PROFILE says otherwise), exercises as written.
+timings: setup
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py
+
+# Before a workshop, with internet: cache GPT-2 and E2E (Hugging Face caches) and the corpus (data/cache).
+cache: setup
+	.venv/bin/python scripts/cache_offline.py
+
+# Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository.
+colab: setup
+	.venv/bin/python scripts/sync_notebooks.py
