@@ -66,7 +66,8 @@ def test_cache_command_online_downloads_then_proves_the_models_load_offline(monk
 def test_docs_name_only_commands_files_and_notebooks_that_exist(doc):
     text = doc.read_text()
     targets = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
-    for target in re.findall(r"\bmake ([a-z][\w-]*)", text):
+    code = " ".join(re.findall(r"```.*?```", text, flags=re.S) + re.findall(r"`([^`\n]+)`", text))
+    for target in re.findall(r"\bmake ([a-z][\w-]*)", code):
         assert target in targets, f"{doc.name} mentions `make {target}`, which the Makefile lacks"
     for path in re.findall(r"\b((?:scripts|tests|minipeft|docs)/[\w./-]+\.(?:py|sh|md))", text):
         assert (ROOT / path).exists(), f"{doc.name} mentions {path}, which does not exist"
