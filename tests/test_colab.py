@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import types
 from contextlib import redirect_stdout
 from importlib.metadata import version
@@ -146,12 +147,15 @@ def test_install_cell_on_colab_clones_installs_keeps_torch_and_picks_the_profile
         exec(compile(sync.install_cell_source(ROOT), "colab-cell", "exec"), {})
 
     url, ref = sync.repository(ROOT)
-    (clone, clone_kw), (pip, pip_kw) = calls
+    (clone, clone_kw), (deps, deps_kw), (package, package_kw) = calls
     assert clone == ["git", "clone", "--quiet", "--depth=1", f"--branch={ref}", url, sync.COLAB_DIR]
-    assert pip[:4] == [sys.executable, "-m", "pip", "install"] and pip[-3:-1] == ["-e", sync.COLAB_DIR]
-    assert pip[-1] == f"torch=={version('torch')}", "pip must keep the installed torch"
-    assert not {"-U", "--upgrade", "--force-reinstall"} & set(pip)
-    assert clone_kw == pip_kw == {"check": True}
+    assert deps[:5] == [sys.executable, "-m", "pip", "install", "--quiet"]
+    assert deps[5] == f"torch=={version('torch')}", "pip must keep Colab's torch"
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps[6:] == [d for d in wanted if not d.startswith(("torch", "jupyterlab", "ipywidgets"))]
+    assert package == [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", sync.COLAB_DIR]
+    assert not {"-U", "--upgrade", "--force-reinstall"} & set(deps + package)
+    assert clone_kw == deps_kw == package_kw == {"check": True}
     assert sys.path[0] == sync.COLAB_DIR
     if gpu:
         assert os.environ["MINIPEFT_PROFILE"] == "gpu" and "Tesla T4" in out.getvalue()
