@@ -43,7 +43,15 @@ def _check_r(r: int, limit: int) -> None:
 
 
 def singular_values(w: Tensor) -> Tensor:
-    """The spectrum of ``w``: its singular values, largest first (float64)."""
+    """The spectrum of ``w``: its singular values, largest first (float64).
+
+    A 1-D tensor is taken as a spectrum already computed and returned as is (float64), so the functions
+    below accept "a matrix or its singular values": one SVD, many readings.
+    """
+    if isinstance(w, Tensor) and w.ndim == 1:
+        if (w < 0).any() or (w[1:] > w[:-1]).any():
+            raise ValueError("a 1-D tensor is read as singular values: they must be >= 0 and sorted largest first")
+        return w.detach().to("cpu", torch.float64)
     return torch.linalg.svdvals(_matrix(w))
 
 
@@ -63,6 +71,7 @@ def effective_rank(w: Tensor) -> float:
     """Roy & Vetterli's (2007) effective rank ``exp(entropy(s / sum(s)))``: between 1 and the rank.
 
     It is ``k`` for a matrix with ``k`` equal non-zero singular values, and smaller when a few dominate.
+    ``w``: a matrix or its singular values.
     """
     s = singular_values(w)
     p = s[s > 0] / s.sum()
@@ -70,7 +79,10 @@ def effective_rank(w: Tensor) -> float:
 
 
 def energy_captured(w: Tensor) -> Tensor:
-    """``e[r-1] = sum(s[:r]**2) / sum(s**2)``: the share of ``||w||_F²`` in the top ``r`` directions, r = 1..n."""
+    """``e[r-1] = sum(s[:r]**2) / sum(s**2)``: the share of ``||w||_F²`` in the top ``r`` directions, r = 1..n.
+
+    ``w``: a matrix or its singular values.
+    """
     s2 = singular_values(w) ** 2
     total = s2.sum()
     if total == 0:
@@ -79,7 +91,7 @@ def energy_captured(w: Tensor) -> Tensor:
 
 
 def rank_for_energy(w: Tensor, fraction: float = 0.9) -> int:
-    """The smallest ``r`` whose top ``r`` directions capture at least ``fraction`` of the energy."""
+    """The smallest ``r`` whose top ``r`` directions hold at least ``fraction`` of the energy (matrix or spectrum)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     e = energy_captured(w)
@@ -100,7 +112,7 @@ def reconstruction_error(w: Tensor, r: int) -> float:
 
 
 def tail_error(w: Tensor, r: int) -> float:
-    """The same error read off the spectrum: ``sqrt(sum(s[r:]**2))`` (Eckart–Young)."""
+    """The same error read off the spectrum: ``sqrt(sum(s[r:]**2))`` (Eckart–Young); matrix or spectrum."""
     s = singular_values(w)
     _check_r(r, len(s))
     return s[r:].square().sum().sqrt().item()
@@ -147,7 +159,7 @@ def amplification(w: Tensor, delta: Tensor, r: int | None = None, seed: int = 0)
     if w64.shape != d64.shape:
         raise ValueError(f"w {tuple(w64.shape)} and delta {tuple(d64.shape)} must have the same shape "
                          f"(both (out, in); transpose a GPT-2 Conv1D weight, or use gpt2_weights)")
-    r = numerical_rank(d64) if r is None else r
+    r = numerical_rank(delta) if r is None else r  # delta's own dtype sets the round-off tolerance
     _check_r(r, min(d64.shape))
     if r == 0:
         raise ValueError("delta is all zeros (rank 0): there is no update to measure; train first")
@@ -190,7 +202,7 @@ def gpt2_weights(model: torch.nn.Module) -> dict[str, Tensor]:
 # ----------------------------------------------------------------------------- plots (matplotlib Axes in, Axes out)
 
 def plot_spectrum(ax, w: Tensor, label: str | None = None, normalise: bool = True, **kwargs):
-    """Singular values of ``w`` against their index (log y); ``normalise`` divides by the largest."""
+    """Singular values of ``w`` (a matrix or its spectrum) against their index (log y); ``normalise`` divides by s_1."""
     s = singular_values(w)
     s = s / s[0] if normalise and s[0] > 0 else s
     ax.semilogy(range(1, len(s) + 1), s.numpy(), label=label, **kwargs)
@@ -200,7 +212,7 @@ def plot_spectrum(ax, w: Tensor, label: str | None = None, normalise: bool = Tru
 
 
 def plot_energy(ax, w: Tensor, label: str | None = None, max_r: int | None = None, **kwargs):
-    """Energy captured by the top ``r`` directions, ``r = 1..max_r``."""
+    """Energy captured by the top ``r`` directions of ``w`` (a matrix or its spectrum), ``r = 1..max_r``."""
     e = energy_captured(w)[:max_r]
     ax.plot(range(1, len(e) + 1), e.numpy(), label=label, **kwargs)
     ax.set_xlabel("r (top singular directions kept)")

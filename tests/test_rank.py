@@ -71,6 +71,18 @@ def test_energy_and_rank_for_energy():
     assert rank_for_energy(w, 1.0) == 4
 
 
+def test_functions_accept_a_precomputed_spectrum():
+    w = with_spectrum([3.0, 2.0, 1.0, 1.0])
+    s = singular_values(w)
+    torch.testing.assert_close(singular_values(s), s)
+    torch.testing.assert_close(energy_captured(s), energy_captured(w))
+    assert rank_for_energy(s, 0.9) == rank_for_energy(w, 0.9) == 3
+    assert effective_rank(s) == pytest.approx(effective_rank(w))
+    assert tail_error(s, 2) == pytest.approx(math.sqrt(2.0))
+    with pytest.raises(ValueError, match="sorted largest first"):
+        energy_captured(torch.tensor([1.0, 2.0]))
+
+
 def test_effective_rank():
     assert effective_rank(with_spectrum([2.0, 2.0, 2.0])) == pytest.approx(3.0)
     assert effective_rank(with_spectrum([7.0])) == pytest.approx(1.0)
@@ -156,6 +168,15 @@ def test_amplification_on_a_constructed_case():
     assert amplification(w, delta2, r=2)["w_top_norm"] == pytest.approx(math.sqrt(125.0))
 
 
+def test_amplification_default_rank_of_a_float32_update():
+    """A float32 LoRA-like update B @ A has rank r up to float32 round-off: the default r must find r, not n."""
+    g = torch.Generator().manual_seed(9)
+    w = torch.randn(16, 12, generator=g)
+    delta = torch.randn(16, 3, generator=g) @ torch.randn(3, 12, generator=g)
+    assert amplification(w, delta)["r"] == 3
+    assert amplification(w, delta)["factor"] == pytest.approx(amplification(w, delta, r=3)["factor"])
+
+
 def test_random_like_keeps_shape_and_norm():
     w = with_spectrum([3.0, 1.0]).float()
     rnd = random_like(w, torch.Generator().manual_seed(0))
@@ -198,7 +219,7 @@ def test_bad_input_says_what_is_wrong():
     with pytest.raises(ValueError, match="rank r must be"):
         tail_error(w, -1)
     with pytest.raises(ValueError, match="expected a 2-D torch.Tensor"):
-        singular_values(torch.randn(3))
+        singular_values(torch.randn(2, 3, 4))
     with pytest.raises(ValueError, match="must have the same shape"):
         amplification(w, torch.randn(4, 6))
     with pytest.raises(ValueError, match="all zeros"):
