@@ -1,7 +1,8 @@
 """The course in a real browser: JupyterLab on loopback, headless Chromium driven by Playwright.
 
-Runs every cell of a notebook through JupyterLab's own "Run All Cells" menu, then checks that a cell's
-output and an ipywidgets slider render, and that moving the slider with the mouse changes the output.
+Runs every cell of notebook 01's memory calculator (a temporary copy, cut to the cells it needs) through
+JupyterLab's own "Run All Cells" menu, then checks that a cell's output and an ipywidgets slider render, and
+that moving the slider with the mouse changes the output.
 Screenshots (before and after the move) land in ``artifacts/browser/``. Needs Debian's ``chromium``
 (``scripts/setup.sh`` installs it as root) and the ``playwright`` Python package (the dev extra); it never
 downloads a browser.
@@ -26,21 +27,24 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 TIMEOUT_MS = 90_000
-NOTEBOOK = "memory_calculator.ipynb"
-SLIDER = "LoRA rank r"  # the slider the test moves
+COURSE_NOTEBOOK = ROOT / "notebooks" / "01_why_finetune.ipynb"
+NOTEBOOK = "01_memory_calculator.ipynb"
+SLIDER = "LoRA rank r"  # the memory calculator's slider that the test moves
 
 
 def _notebook() -> nbformat.NotebookNode:
-    """A small notebook around the course's own widget (minipeft.widgets.MemoryCalculator)."""
-    return nbformat.v4.new_notebook(
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        cells=[
-            nbformat.v4.new_markdown_cell("# Browser check\n\nThe course's memory calculator, driven by a test."),
-            nbformat.v4.new_code_cell('print("output check:", 6 * 7)'),
-            nbformat.v4.new_code_cell("from minipeft.widgets import MemoryCalculator\n\n"
-                                      "calc = MemoryCalculator()\ncalc.ui"),
-        ],
-    )
+    """A temporary copy of notebook 01 cut to its memory calculator: the introduction, every code cell up to
+    and including ``setup_notebook()`` (the Colab cell too), and the cell that shows the calculator."""
+    assert COURSE_NOTEBOOK.exists(), f"{COURSE_NOTEBOOK} is missing; the browser test opens its memory calculator"
+    nb = nbformat.read(COURSE_NOTEBOOK, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    setup_at = next(i for i, cell in enumerate(code) if "setup_notebook()" in cell.source)
+    calculator = [cell for cell in code if "MemoryCalculator(" in cell.source]
+    assert calculator, f"{COURSE_NOTEBOOK.name} no longer shows the MemoryCalculator; point the browser test elsewhere"
+    nb.cells = [nb.cells[0], *code[: setup_at + 1], calculator[0]]
+    for cell in code:
+        cell.outputs, cell.execution_count = [], None
+    return nb
 
 
 def _chromium_or_skip() -> Path:
@@ -116,7 +120,7 @@ def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
     (ARTIFACTS / "failure.png").unlink(missing_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        page = browser.new_page(viewport={"width": 1280, "height": 1700})
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
         try:
@@ -128,7 +132,8 @@ def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
-            expect(page.locator(".jp-OutputArea-output").filter(has_text="output check: 42")).to_be_visible()
+            banner = page.locator(".jp-OutputArea-output").filter(has_text="minipeft profile: ci")
+            expect(banner, "the setup_notebook() cell printed no banner").to_be_visible()
             slider = page.locator(".widget-slider").filter(has_text=SLIDER)
             expect(slider, "the ipywidgets slider did not render").to_be_visible()
             summary = page.locator(".widget-html").filter(has_text="trainable of")
@@ -138,7 +143,7 @@ def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
             chart = page.locator(".widget-image")
             expect(chart, "the memory chart did not render").to_be_visible()
             chart_before = chart.get_attribute("src")
-            page.screenshot(path=ARTIFACTS / "memory_calculator_before.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "01_memory_calculator_before.png", full_page=True)
 
             handle, track = slider.locator(".noUi-handle"), slider.locator(".noUi-base")
             box, bar = handle.bounding_box(), track.bounding_box()
@@ -151,7 +156,7 @@ def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
             moved = readout.inner_text()
             expect(summary, "the output did not follow the slider").to_contain_text(f"LoRA r={moved} ")
             expect(chart, "the chart was not redrawn").not_to_have_attribute("src", chart_before)
-            page.screenshot(path=ARTIFACTS / "memory_calculator_after.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "01_memory_calculator_after.png", full_page=True)
             assert int(moved) > 4
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
