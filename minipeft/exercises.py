@@ -54,8 +54,8 @@ def _passes(test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -
     return result is None or bool(result)  # a test may assert inside, or return True/False
 
 
-def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., Any]], Any]) -> bool:
-    """Check exercise ``key``: True if the learner's ``answer`` passes ``test``, False if not yet written."""
+def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., Any]], Any]) -> None:
+    """Check exercise ``key`` and print the verdict; an answer that is written but wrong raises AssertionError."""
     assert _passes(test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
     try:
         passed = _passes(test, answer)
@@ -63,10 +63,9 @@ def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., An
         if os.environ.get(SOLUTIONS_ENV) == "1":
             assert _passes(test, _reference(key)), f"exercise {key}: solution fails"
             print(f"Exercise {key}: solution filled in ({SOLUTIONS_ENV}=1) and checked.")
-            return True
+            return
         print(f"Exercise {key}: not written yet. Write it and run this cell again; "
               f"stuck? `show_solution({key!r})`.")
-        return False
+        return
     assert passed, f"Exercise {key}: not quite. Try again, or compare with `show_solution({key!r})`."
     print(f"Exercise {key}: correct!")
-    return True

@@ -9,22 +9,23 @@ def unwritten(model):
 
 def test_unwritten_exercise_is_reported_not_failed(capsys, monkeypatch):
     monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
-    assert check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8) is False
-    assert "not written yet" in capsys.readouterr().out
+    check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
+    assert "Exercise 00.1: not written yet" in capsys.readouterr().out
 
 
 def test_solutions_mode_fills_in(capsys, monkeypatch):
     monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
-    assert check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8) is True
-    assert "solution filled in" in capsys.readouterr().out
+    check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
+    assert "Exercise 00.1: solution filled in" in capsys.readouterr().out
 
 
-def test_wrong_answer_fails_and_right_answer_passes():
+def test_wrong_answer_fails_and_right_answer_passes(capsys):
     import torch
 
     with pytest.raises(AssertionError, match="not quite"):
         check("00.1", lambda m: 7, lambda f: f(torch.nn.Linear(3, 2)) == 8)
-    assert check("00.1", lambda m: sum(p.numel() for p in m.parameters()), lambda f: f(torch.nn.Linear(3, 2)) == 8)
+    check("00.1", lambda m: sum(p.numel() for p in m.parameters()), lambda f: f(torch.nn.Linear(3, 2)) == 8)
+    assert "Exercise 00.1: correct!" in capsys.readouterr().out
 
 
 def test_a_broken_check_is_caught_on_the_reference():
