@@ -97,7 +97,8 @@ class MemoryCalculator:
             ax.text(x, total, f"{total:,.2f} GB", ha="center", va="bottom")
         ax.set_ylim(0, top)
         ax.set_ylabel("training memory (GB, before activations)")
-        ax.set_title(f"{size.name} ({size.n_params / 1e6:,.0f}M parameters), {prec}, AdamW")
+        count = f"{size.n_params / 1e9:.1f}B" if size.n_params >= 1e9 else f"{size.n_params / 1e6:.0f}M"
+        ax.set_title(f"{size.name}: {count} parameters, {prec}, AdamW")
         ax.legend(loc="upper right", fontsize="small")
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=90)
