@@ -161,7 +161,7 @@ def _title_and_time(nb: dict) -> tuple[str, str]:
     intro = _without_badge(_source(nb["cells"][0]))
     heading = next((line for line in intro.splitlines() if line.startswith("# ")), "# ?")
     title = re.sub(r"^#\s*\d+\s*[·:.-]?\s*", "", heading).strip()
-    time = re.search(r"\*\*Time:?\*\*:?\s*([^.*(\n]+)", intro)  # up to a full stop or a bracket
+    time = re.search(r"\*\*Time:?\*\*:?\s*([^.*(;,\n]+)", intro)  # up to a full stop, bracket or comma
     return title, time.group(1).strip() if time else "—"
 
 
