@@ -34,12 +34,12 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", base_model="mini-gpt2", seq_len=64, batch_size=8, train_steps=40,
+        name="ci", base_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=40,
         eval_every=20, eval_batches=2, n_train=256, n_val=64, n_test=32, n_seeds=1,
         max_new_tokens=24, description="smoke run on 2 CPU cores: every notebook in well under 2 minutes",
     ),
     "cpu": Profile(
-        name="cpu", base_model="mini-gpt2", seq_len=128, batch_size=16, train_steps=600,
+        name="cpu", base_model="mini-gpt2", seq_len=192, batch_size=16, train_steps=600,
         eval_every=100, eval_batches=8, n_train=4000, n_val=400, n_test=200, n_seeds=3,
         max_new_tokens=40, description="a laptop: real (small) training runs in minutes",
     ),
