@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d\d\.\d+)["']""")
@@ -42,6 +42,8 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[float, list[str], list
         client.execute()
     except CellExecutionError as err:
         error = re.sub(r"\x1b\[[0-9;]*m", "", str(err).strip().splitlines()[-1])  # last line, no colours
+    except (CellTimeoutError, DeadKernelError) as err:
+        error = f"{type(err).__name__}: {err}"
     seconds = time.perf_counter() - start
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     found = [key for cell in code for key in CHECK_CALL.findall(cell.source)]
