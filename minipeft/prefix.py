@@ -237,12 +237,14 @@ class PromptTuningModel(nn.Module):
                 raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prompt_len={prompt_len}.")
             self.prompt.data.copy_(embeddings[ids[:prompt_len].to(embeddings.device)])
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+              new_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with the soft prompt in front ([B, P + T, d]) and the mask extended by P ones."""
         batch, length = input_ids.shape
-        if self.prompt_len + length > self.base.config.n_positions:
-            raise ValueError(f"prompt_len + sequence length = {self.prompt_len} + {length} > n_positions = "
-                             f"{self.base.config.n_positions}. Use shorter inputs or a shorter prompt.")
+        if self.prompt_len + length + new_tokens > self.base.config.n_positions:
+            raise ValueError(f"prompt_len + sequence length = {self.prompt_len} + {length + new_tokens} > "
+                             f"n_positions = {self.base.config.n_positions}. Use shorter inputs (or fewer new "
+                             f"tokens) or a shorter prompt.")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         tokens = self.base.get_input_embeddings()(input_ids)
@@ -264,7 +266,7 @@ class PromptTuningModel(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """``base.generate`` from the prompted embeddings; returns the prompt ids followed by the new tokens."""
-        embeds, mask = self.embed(input_ids, attention_mask)
+        embeds, mask = self.embed(input_ids, attention_mask, new_tokens=kwargs.get("max_new_tokens") or 0)
         new = self.base.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         copies = new.shape[0] // input_ids.shape[0]
         return torch.cat([input_ids.repeat_interleave(copies, dim=0), new], dim=1)

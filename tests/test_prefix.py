@@ -273,6 +273,8 @@ def test_bad_inputs_fail_clearly():
         model(torch.ones(1, 60, dtype=torch.long))
     with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
         model.generate(torch.ones(1, 50, dtype=torch.long), max_new_tokens=10)
+    with pytest.raises(ValueError, match=r"prompt_len \+ sequence length = 5 \+ 62 > n_positions = 64"):
+        PromptTuningModel(base, P).generate(torch.ones(1, 50, dtype=torch.long), max_new_tokens=12)
     with pytest.raises(ValueError, match=r"Do not pass position_ids"):
         model(torch.ones(1, 4, dtype=torch.long), position_ids=torch.arange(4)[None])
     with pytest.raises(ValueError, match=r"init_ids has 3 tokens; it needs at least prefix_len=5"):
