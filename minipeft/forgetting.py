@@ -1,0 +1,280 @@
+"""Catastrophic forgetting, measured: what fine-tuning on the restaurant task costs the model elsewhere.
+
+"Forgetting" is read the way Biderman et al. (2024, "LoRA Learns Less and Forgets Less") read it: train
+each method with the same task budget, then measure
+
+- **learning**: the task's validation loss (and slot error rate) after training, and
+- **forgetting**: the increase of the model's perplexity on general text it never trained on
+  (:func:`general_text`: the mini GPT-2's held-out Shakespeare offline, WikiText-2 for real GPT-2),
+
+with the adapter *switched on*, because that is the model one deploys. A few fixed generation probes
+show the same thing in words. Typical use::
+
+    blocks = text_blocks(general_text(profile)[0], tokenizer, block_len=128, n_blocks=32)
+    row = run_setting(Setting("lora", r=4), base, train_loader, val_loader, blocks, steps=200, lr=3e-3)
+    row["ppl_before"], row["ppl_after"], row["task_loss"]
+
+Results travel between notebooks as small JSON files in ``results/`` at the repository root (ignored by
+git; ``MINIPEFT_RESULTS_DIR`` moves it): :func:`save_results` writes one, :func:`load_results` reads it
+back only if it was made with the same profile.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .lora import apply_lora
+from .paths import REPO_ROOT
+from .prefix import PrefixTuningModel
+from .profiles import Profile, get_profile
+from .train import count_trainable, evaluate_loss, generate_texts, model_device, train
+
+RESULTS_DIR = Path(os.environ.get("MINIPEFT_RESULTS_DIR", REPO_ROOT / "results"))
+LORA_TARGETS = {"qv": ["c_attn"], "all": ["c_attn", "c_proj", "c_fc"]}  # "qv": the LoRA paper; "all": Biderman
+PROBES = ("The king hath", "I pray you, sir,", "What is the matter", "Good morrow, my lord.")
+WIKITEXT = ("Salesforce/wikitext", "wikitext-2-raw-v1")
+
+
+# ----------------------------------------------------------------------------- general-English perplexity
+def general_text(profile: str | Profile | None = None) -> tuple[str, str]:
+    """``(text, source)``: general English the base model did not train on.
+
+    The offline mini GPT-2 gets its held-out plays (:func:`minipeft.corpus.heldout_text`); real GPT-2 gets
+    WikiText-2's test split from the Hub, falling back to the held-out plays (with a clear source name) offline.
+    """
+    from .corpus import heldout_text
+
+    profile = get_profile(profile)
+    if profile.base_model == "mini-gpt2":
+        return heldout_text(), "held-out Shakespeare (Macbeth, Twelfth Night): never in the mini GPT-2's pretraining"
+    try:
+        from datasets import load_dataset
+
+        rows = load_dataset(*WIKITEXT, split="test")["text"]
+        return "".join(rows), "WikiText-2 test split (Wikipedia articles)"
+    except Exception as err:  # offline, or the Hub refused: say so in one line, not a traceback
+        return heldout_text(), f"held-out Shakespeare (WikiText-2 unavailable: {type(err).__name__})"
+
+
+def text_blocks(text: str, tokenizer, block_len: int, n_blocks: int) -> torch.Tensor:
+    """``n_blocks`` non-overlapping windows of ``block_len`` tokens, spread evenly over ``text``."""
+    if block_len < 2 or n_blocks < 1:
+        raise ValueError(f"text_blocks needs block_len >= 2 and n_blocks >= 1, got {block_len} and {n_blocks}.")
+    ids = torch.tensor(tokenizer(text)["input_ids"])
+    available = len(ids) // block_len
+    if available < n_blocks:
+        raise ValueError(f"The text has {len(ids)} tokens: only {available} blocks of {block_len}, not {n_blocks}. "
+                         f"Use fewer or shorter blocks.")
+    starts = torch.linspace(0, available - 1, n_blocks).long() * block_len
+    return torch.stack([ids[s:s + block_len] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def general_perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """exp(mean next-token loss) of ``model`` over ``blocks`` (works for plain, LoRA and prefix models)."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    total, count = 0.0, 0
+    for chunk in blocks.split(batch_size):
+        ids = chunk.to(device)
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss
+        n = ids.numel() - ids.shape[0]  # every token but the first of each block is predicted
+        total, count = total + loss.item() * n, count + n
+    model.train(was_training)
+    return math.exp(total / count)
+
+
+@torch.no_grad()
+def probe_texts(model: nn.Module, tokenizer, prompts: Sequence[str] = PROBES, max_new_tokens: int = 20) -> list[str]:
+    """Greedy continuations of fixed ``prompts``: what the model says about things other than restaurants."""
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model_device(model))
+        out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        return [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------- one method, one setting
+@dataclass(frozen=True)
+class Setting:
+    """One method with its size knob: ``full``; ``lora`` (rank ``r``, ``targets``); ``prefix`` (``length``)."""
+
+    method: str
+    r: int = 4
+    targets: str = "qv"
+    alpha: float = 32.0  # fixed while r varies, as in Hu et al.: alpha/r keeps the update's size comparable
+    length: int = 10
+    mlp_hidden: int = 512  # the prefix paper's reparameterisation P = MLP(P')
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora", "prefix"):
+            raise ValueError(f"Unknown method {self.method!r}: use 'full', 'lora' or 'prefix'.")
+        if self.method == "lora" and self.targets not in LORA_TARGETS:
+            raise ValueError(f"Unknown LoRA targets {self.targets!r}: use one of {sorted(LORA_TARGETS)}.")
+
+    @property
+    def label(self) -> str:
+        if self.method == "full":
+            return "full FT"
+        if self.method == "lora":
+            return f"LoRA r={self.r} ({self.targets})"
+        return f"prefix P={self.length}"
+
+    def build(self, base: nn.Module) -> nn.Module:
+        """A trainable model on a *copy* of ``base`` (``base`` itself is never changed)."""
+        model = copy.deepcopy(base)
+        if self.method == "full":
+            return model.requires_grad_(True)
+        if self.method == "lora":
+            return apply_lora(model, targets=LORA_TARGETS[self.targets], r=self.r, alpha=self.alpha,
+                              qv_only=self.targets == "qv")
+        return PrefixTuningModel(model, prefix_len=self.length, mlp_hidden=self.mlp_hidden)
+
+
+def settings_for(profile: str | Profile | None = None) -> list[Setting]:
+    """The settings a notebook compares: fewer in ``ci`` (a smoke run), the full sweep in ``cpu`` and ``gpu``."""
+    if get_profile(profile).name == "ci":
+        return [Setting("full"), Setting("lora", r=1), Setting("lora", r=64), Setting("lora", r=4, targets="all"),
+                Setting("prefix", length=5), Setting("prefix", length=20)]
+    return [Setting("full"), *(Setting("lora", r=r) for r in (1, 4, 16, 64)), Setting("lora", r=16, targets="all"),
+            Setting("prefix", length=5), Setting("prefix", length=20)]
+
+
+def learning_rate(setting: Setting, base_model: str) -> float:
+    """Notebook 05's learning rates, per method and base model."""
+    if base_model == "mini-gpt2":
+        return {"full": 5e-4, "lora": 3e-3, "prefix": 3e-3}[setting.method]
+    return {"full": 1e-4, "lora": 1e-3, "prefix": 5e-4}[setting.method]
+
+
+def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+                blocks: torch.Tensor, *, steps: int, lr: float, seed: int = 0, tokenizer=None,
+                task_mrs: Sequence[str] = (), max_new_tokens: int = 24, eval_batches: int | None = None,
+                before: dict | None = None) -> dict:
+    """Train ``setting`` on a copy of ``base`` for ``steps`` steps; return what it learned and forgot.
+
+    The row holds ``task_loss`` (validation) and ``ppl_after`` (general perplexity, adapter on), the same two
+    for the untouched base (``task_loss_before``, ``ppl_before``; pass ``before`` to reuse them), the slot
+    error rate on ``task_mrs`` when a ``tokenizer`` is given, trainable parameters and seconds per step.
+    """
+    from .metrics import slot_error_rate
+
+    if before is None:
+        before = {"task_loss_before": evaluate_loss(base, val_loader, eval_batches),
+                  "ppl_before": general_perplexity(base, blocks)}
+    model = setting.build(base)
+    history = train(model, train_loader, steps=steps, lr=lr, warmup_steps=steps // 10, seed=seed, progress=False)
+    row = {"label": setting.label, **asdict(setting), "seed": seed, "steps": steps, "lr": lr, **before,
+           "task_loss": evaluate_loss(model, val_loader, eval_batches), "ppl_after": general_perplexity(model, blocks),
+           "trainable": count_trainable(model), "seconds_per_step": history.median_seconds_per_step}
+    row["ppl_increase_pct"] = 100 * (row["ppl_after"] / row["ppl_before"] - 1)
+    if tokenizer is not None and task_mrs:
+        texts = generate_texts(model, tokenizer, list(task_mrs), max_new_tokens=max_new_tokens, progress=False)
+        row["slot_error_rate"] = slot_error_rate(list(task_mrs), texts)
+    return row
+
+
+# ----------------------------------------------------------------------------- seeds, spread, the plot
+def summarize(rows: Sequence[dict], keys: Sequence[str] = ("task_loss", "ppl_increase_pct", "slot_error_rate")
+              ) -> list[dict]:
+    """One row per label (in first-seen order): mean and sample standard deviation of ``keys`` over seeds."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        out.setdefault(row["label"], {"label": row["label"], "method": row["method"], "n": 0, "_values": {}})
+        entry = out[row["label"]]
+        entry["n"] += 1
+        for k in keys:
+            if k in row:
+                entry["_values"].setdefault(k, []).append(row[k])
+    for entry in out.values():
+        for k, values in entry.pop("_values").items():
+            entry[f"{k}_mean"] = statistics.fmean(values)
+            entry[f"{k}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return list(out.values())
+
+
+def format_summary(summary: Sequence[dict]) -> str:
+    """A plain-text table of :func:`summarize`'s rows: mean ± std over the seeds."""
+    lines = [f"{'setting':<20} {'seeds':>5} {'task loss':>15} {'general ppl +%':>17} {'slot errors %':>17}"]
+    for s in summary:
+        ser = (f"{100 * s['slot_error_rate_mean']:7.1f} ± {100 * s['slot_error_rate_std']:5.1f}"
+               if "slot_error_rate_mean" in s else f"{'-':>15}")
+        lines.append(f"{s['label']:<20} {s['n']:>5} {s['task_loss_mean']:7.3f} ± {s['task_loss_std']:5.3f} "
+                     f"{s['ppl_increase_pct_mean']:9.1f} ± {s['ppl_increase_pct_std']:5.1f} {ser:>17}")
+    return "\n".join(lines)
+
+
+METHOD_COLORS = {"full": "tab:red", "lora": "tab:blue", "prefix": "tab:green"}
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix-tuning"}
+
+
+def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None):
+    """Learn-vs-forget (after Biderman et al. 2024): task loss (left = learned more) against perplexity increase."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    for s in summary:
+        ax.errorbar(s["task_loss_mean"], s["ppl_increase_pct_mean"], xerr=s["task_loss_std"],
+                    yerr=s["ppl_increase_pct_std"], fmt="o", color=METHOD_COLORS[s["method"]], capsize=3)
+        ax.annotate(s["label"], (s["task_loss_mean"], s["ppl_increase_pct_mean"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    for method, color in METHOD_COLORS.items():
+        ax.plot([], [], "o", color=color, label=METHOD_NAMES[method])
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.invert_xaxis()  # right = lower task loss = learned more
+    ax.set_xlabel("task validation loss (nats/token; right = learned more)")
+    ax.set_ylabel("general-text perplexity increase (%; up = forgot more)")
+    ax.set_title(title or "Learn vs forget: same task budget for every method")
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+# ----------------------------------------------------------------------------- results files
+def results_path(name: str, results_dir: str | Path | None = None) -> Path:
+    return Path(results_dir or RESULTS_DIR) / f"{name}.json"
+
+
+def save_results(name: str, results: dict, profile: str | Profile | None = None,
+                 results_dir: str | Path | None = None) -> Path:
+    """Write ``results`` as ``results/<name>.json`` with the profile and base model they were measured with."""
+    profile = get_profile(profile)
+    path = results_path(name, results_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "profile": profile.name, "base_model": profile.base_model,
+              "created": datetime.now(UTC).isoformat(timespec="seconds"), "results": results}
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_results(name: str, profile: str | Profile | None = None, results_dir: str | Path | None = None
+                 ) -> dict | None:
+    """The results saved under ``name`` with the same profile, else ``None`` (and a one-line reason)."""
+    profile = get_profile(profile)
+    path = results_path(name, results_dir)
+    if not path.is_file():
+        print(f"No saved results {path.name} in {path.parent}: recomputing.")
+        return None
+    record = json.loads(path.read_text())
+    if record.get("profile") != profile.name:
+        print(f"{path.name} was measured with profile {record.get('profile')!r}, not {profile.name!r}: recomputing.")
+        return None
+    return record["results"]

@@ -1,0 +1,207 @@
+"""Forgetting measurements, result files and adapter swapping, on tiny random GPT-2s and the mini tokenizer."""
+
+import copy
+import math
+import statistics
+
+import matplotlib
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from minipeft.base_model import load_mini_gpt2
+from minipeft.data import load_restaurant, make_loader
+from minipeft.forgetting import (
+    Setting,
+    format_summary,
+    general_perplexity,
+    load_results,
+    plot_learn_forget,
+    probe_texts,
+    run_setting,
+    save_results,
+    settings_for,
+    summarize,
+    text_blocks,
+)
+from minipeft.lora import apply_lora, disable_lora, save_lora
+from minipeft.multitask import AdapterBank
+from minipeft.train import train
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_mini_gpt2()[1]
+
+
+def tiny_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=vocab_size, bos_token_id=0,
+                     eos_token_id=0)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def loaders(tokenizer):
+    train_pairs, val = load_restaurant("train", "ci")[:48], load_restaurant("validation", "ci")[:16]
+    return (make_loader(train_pairs, tokenizer, batch_size=8, max_len=200),
+            make_loader(val, tokenizer, batch_size=8, max_len=200, shuffle=False))
+
+
+TEXT = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(200))
+
+
+def test_text_blocks_are_even_windows_of_the_text(tokenizer):
+    ids = tokenizer(TEXT)["input_ids"]
+    blocks = text_blocks(TEXT, tokenizer, block_len=16, n_blocks=5)
+    assert blocks.shape == (5, 16)
+    assert blocks[0].tolist() == ids[:16]  # the first window starts at the text's start
+    last = (len(ids) // 16 - 1) * 16
+    assert blocks[-1].tolist() == ids[last:last + 16]  # and the last one is the last full window
+    with pytest.raises(ValueError, match="only .* blocks"):
+        text_blocks(TEXT, tokenizer, block_len=16, n_blocks=10_000)
+    with pytest.raises(ValueError, match="block_len >= 2"):
+        text_blocks(TEXT, tokenizer, block_len=1, n_blocks=1)
+
+
+def test_perplexity_of_a_model_that_knows_nothing_is_the_vocabulary_size(tokenizer):
+    model = tiny_model(len(tokenizer))
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()  # tied head: every logit is 0, so every token has probability 1/V
+    blocks = text_blocks(TEXT, tokenizer, block_len=16, n_blocks=4)
+    assert general_perplexity(model, blocks, batch_size=3) == pytest.approx(len(tokenizer), rel=1e-5)
+
+
+def test_perplexity_matches_the_mean_loss_by_hand(tokenizer):
+    model = tiny_model(len(tokenizer))
+    blocks = text_blocks(TEXT, tokenizer, block_len=16, n_blocks=4)
+    with torch.no_grad():
+        losses = [model(input_ids=b[None], labels=b[None]).loss.item() for b in blocks]
+    by_hand = math.exp(statistics.fmean(losses))  # equal-length blocks: the mean of means is the mean
+    assert general_perplexity(model, blocks, batch_size=3) == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_fresh_adapters_leave_perplexity_and_probes_unchanged(tokenizer):
+    base = tiny_model(len(tokenizer))
+    blocks = text_blocks(TEXT, tokenizer, block_len=16, n_blocks=4)
+    lora = Setting("lora", r=4).build(base)  # B = 0: exactly the base model
+    assert general_perplexity(lora, blocks) == general_perplexity(base, blocks)
+    assert probe_texts(lora, tokenizer, max_new_tokens=5) == probe_texts(base, tokenizer, max_new_tokens=5)
+    assert len(probe_texts(base, tokenizer, ["a", "b c"], max_new_tokens=3)) == 2
+
+
+def test_settings_validate_and_label_themselves():
+    with pytest.raises(ValueError, match="Unknown method 'adapter'"):
+        Setting("adapter")
+    with pytest.raises(ValueError, match="Unknown LoRA targets 'mlp'"):
+        Setting("lora", targets="mlp")
+    assert [s.label for s in (Setting("full"), Setting("lora", r=16, targets="all"), Setting("prefix", length=5))] \
+        == ["full FT", "LoRA r=16 (all)", "prefix P=5"]
+    assert len(settings_for("ci")) < len(settings_for("cpu"))
+    assert {s.method for s in settings_for("ci")} == {"full", "lora", "prefix"}
+
+
+def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base(tokenizer, loaders):
+    train_loader, val_loader = loaders
+    base = tiny_model(len(tokenizer))
+    original = copy.deepcopy(base.state_dict())
+    blocks = text_blocks(TEXT, tokenizer, block_len=32, n_blocks=4)
+    mrs = [mr for mr, _ in load_restaurant("test", "ci")[:4]]
+    runs = ((Setting("full"), 3e-3), (Setting("lora", r=2), 3e-2), (Setting("prefix", length=4, mlp_hidden=16), 3e-2))
+    rows = [run_setting(s, base, train_loader, val_loader, blocks, steps=10, lr=lr, tokenizer=tokenizer,
+                        task_mrs=mrs, max_new_tokens=4) for s, lr in runs]
+    for row in rows:
+        assert row["task_loss"] < row["task_loss_before"]  # every method learned something
+        assert row["ppl_increase_pct"] == pytest.approx(100 * (row["ppl_after"] / row["ppl_before"] - 1))
+        assert 0.0 <= row["slot_error_rate"] <= 1.0 and row["trainable"] > 0
+    assert rows[0]["ppl_after"] != rows[0]["ppl_before"]  # full fine-tuning moved the general perplexity
+    assert rows[0]["trainable"] > rows[1]["trainable"]
+    assert all(torch.equal(original[k], v) for k, v in base.state_dict().items())  # base untouched
+
+
+def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders):
+    train_loader, _ = loaders
+    base = tiny_model(len(tokenizer))
+    ids = next(iter(train_loader))["input_ids"]
+    with torch.no_grad():
+        reference = base(ids).logits
+        lora = Setting("lora", r=2).build(base)
+        prefix = Setting("prefix", length=3, mlp_hidden=None).build(base)
+    train(lora, train_loader, steps=3, lr=1e-2, progress=False)
+    train(prefix, train_loader, steps=3, lr=1e-2, progress=False)
+    with torch.no_grad():
+        assert (lora(ids).logits - reference).abs().max() > 0  # trained: the adapter changes the outputs
+        with disable_lora(lora):
+            assert (lora(ids).logits - reference).abs().max().item() == 0.0
+        assert (prefix.base(ids).logits - reference).abs().max().item() == 0.0  # prefix removed
+
+
+def test_summarize_gives_mean_and_spread_over_seeds():
+    rows = [{"label": "a", "method": "lora", "task_loss": x, "ppl_increase_pct": y} for x, y in ((1, 2), (3, 6))]
+    rows.append({"label": "b", "method": "full", "task_loss": 5.0, "ppl_increase_pct": 7.0, "slot_error_rate": 0.1})
+    a, b = summarize(rows)
+    assert (a["n"], a["task_loss_mean"], a["task_loss_std"]) == (2, 2.0, statistics.stdev([1, 3]))
+    assert a["ppl_increase_pct_mean"] == 4.0 and "slot_error_rate_mean" not in a
+    assert (b["n"], b["task_loss_std"], b["slot_error_rate_mean"]) == (1, 0.0, 0.1)
+    table = format_summary([a, b])
+    assert "a" in table and "10.0" in table  # b's slot error rate in percent
+    ax = plot_learn_forget([a, b])
+    assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
+    assert ax.xaxis_inverted()
+
+
+def test_results_round_trip_and_refuse_another_profile(tmp_path, capsys):
+    path = save_results("06_forgetting", {"rows": [1, 2]}, "ci", results_dir=tmp_path)
+    assert path == tmp_path / "06_forgetting.json"
+    assert load_results("06_forgetting", "ci", results_dir=tmp_path) == {"rows": [1, 2]}
+    assert load_results("06_forgetting", "cpu", results_dir=tmp_path) is None
+    assert "measured with profile 'ci', not 'cpu'" in capsys.readouterr().out
+    assert load_results("07_comparison", "ci", results_dir=tmp_path) is None
+    assert "No saved results 07_comparison.json" in capsys.readouterr().out
+
+
+def slot_list_pairs(pairs):
+    """A second task on the same inputs: list the MR's values."""
+    return [(mr, " / ".join(v.split("]")[0] for v in mr.split("[")[1:])) for mr, _ in pairs]
+
+
+def test_adapter_bank_swaps_tasks_and_reproduces_each_adapter_exactly(tokenizer, loaders, tmp_path):
+    pairs = load_restaurant("train", "ci")[:32]
+    loaders_by_task = {"restaurants": loaders[0],
+                       "slots": make_loader(slot_list_pairs(pairs), tokenizer, batch_size=8, max_len=200)}
+    base = tiny_model(len(tokenizer))
+    ids = next(iter(loaders[1]))["input_ids"]
+    expected = {}
+    for i, (task, loader) in enumerate(loaders_by_task.items()):
+        model = apply_lora(copy.deepcopy(base), r=2, alpha=4, qv_only=True)
+        train(model, loader, steps=4, lr=1e-2, seed=i, progress=False)
+        save_lora(model, tmp_path / task)
+        with torch.no_grad():
+            expected[task] = model(ids).logits
+    assert not torch.equal(expected["restaurants"], expected["slots"])
+    served = apply_lora(copy.deepcopy(base), r=2, alpha=4, qv_only=True)
+    bank = AdapterBank(served)
+    for task in loaders_by_task:
+        bank.add(task, tmp_path / task)
+    for task in ("slots", "restaurants", "slots"):
+        bank.use(task)
+        with torch.no_grad():
+            assert torch.equal(served(ids).logits, expected[task]), task
+    assert bank.active == "slots" and bank.nbytes("slots") > 0
+    with pytest.raises(KeyError, match="No adapter 'poems'"):
+        bank.use("poems")
+    other = apply_lora(copy.deepcopy(base), r=3, alpha=4, qv_only=True)
+    with pytest.raises(ValueError, match="other LoRA layers or ranks"):
+        bank.add("wrong", other)
+    with pytest.raises(ValueError, match="needs a model with LoRA layers"):
+        AdapterBank(base)
