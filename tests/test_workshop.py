@@ -30,8 +30,8 @@ def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypat
     nbformat.write(nb, tmp_path / "00_x.ipynb")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
-    seconds, found, passed, error = run_notebooks.run_notebook(tmp_path / "00_x.ipynb", timeout=120)
-    assert error is None and found == passed == ["00.1"] and seconds > 0
+    seconds, cpu_seconds, found, passed, error = run_notebooks.run_notebook(tmp_path / "00_x.ipynb", timeout=120)
+    assert error is None and found == passed == ["00.1"] and seconds > 0 and cpu_seconds > 0
     unwritten = {"output_type": "stream", "name": "stdout", "text": "Exercise 00.1: not written yet. Write it"}
     assert run_notebooks.CHECK_PASSED.findall(unwritten["text"]) == [], "an unwritten exercise would count as passed"
 
