@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -235,9 +235,16 @@ def _identity(model: nn.Module) -> dict:
     return {k: getattr(config, k) for k in _IDENTITY_KEYS if hasattr(config, k)}
 
 
+@torch.no_grad()
+def _weights_norm(weights: Iterable[Tensor]) -> float:
+    """L2 norm of the adapted base weights: tells two checkpoints of the same architecture apart."""
+    return math.sqrt(sum(w.double().square().sum().item() for w in weights))
+
+
 def save_lora(model: nn.Module, folder: str | Path) -> Path:
     """Save only the adapter: ``adapter_model.safetensors`` + ``adapter_config.json`` (peft loads both) and
-    ``minipeft_adapter.json`` (r, alpha, qv_only and the base model's identity, checked by :func:`load_lora`).
+    ``minipeft_adapter.json`` (r, alpha, qv_only and the base model's identity: its configuration and the norm
+    of the adapted weights, checked by :func:`load_lora`).
 
     peft has no q/v split of a fused layer, so a ``qv_only`` layer is stored as the equivalent LoRA of rank
     ``2r`` on the whole ``c_attn`` with zero blocks for k (same outputs); :func:`load_lora` turns it back.
@@ -262,6 +269,8 @@ def save_lora(model: nn.Module, folder: str | Path) -> Path:
     }
     ours = {"r": first.r, "alpha": first.alpha, "dropout": dropout, "qv_only": first.chunks is not None,
             "base_model": _identity(model),
+            "base_weights_norm": _weights_norm(layer.base.weight - layer.delta_weight() if layer.merged
+                                               else layer.base.weight for layer in layers.values()),
             "shapes": {name: [layer.in_features, layer.out_features] for name, layer in layers.items()}}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -318,6 +327,11 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
             got = "missing" if A is None or B is None else f"A {tuple(A.shape)}, B {tuple(B.shape)}"
             raise ValueError(f"Adapter weights for {n!r} ({got}) do not fit this model's layer: expected A "
                              f"{(rank, d_in)}, B {(d_out, rank)}. Load it onto the base model it was trained on.")
+    norm, expected = _weights_norm(modules[n].weight for n in names), ours.get("base_weights_norm", 0.0)
+    if expected and abs(norm - expected) > 1e-3 * expected:
+        raise ValueError(f"This adapter was trained on base weights of norm {expected:.4f}, but this model's are "
+                         f"{norm:.4f}: same architecture, other weights (another checkpoint?). Load it onto the "
+                         f"base model it was trained on.")
     apply_lora(model, targets=names, r=r, alpha=alpha, dropout=ours.get("dropout", config.get("lora_dropout", 0.0)),
                qv_only=qv_only)
     with torch.no_grad():

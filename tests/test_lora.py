@@ -156,6 +156,14 @@ def test_parameter_counts_of_real_gpt2_shapes_on_meta_device():
 
 # ---- merge, unmerge, disable, fresh adapters ------------------------------------------------------------------
 
+# Merging computes x (W0 + dW) instead of x W0 + x dW: the same sum in another order. In float32 that is rounding
+# of about 1e-7 relative per operation, growing with depth: on the 4-layer mini GPT-2 with logits of size ~10 the
+# largest difference is ~1e-5 (measured 1.0e-5 to 1.9e-5), so float32 logits are compared to 1e-5 absolute plus
+# 1e-5 relative. In float64 the same check holds to 1e-10, which shows the merge itself is exact (a missing
+# transpose, the bug loralib once shipped, gives differences of order 1).
+MERGE_TOL = dict(atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("qv_only", [False, True])
 def test_merge_equals_unmerged_and_unmerge_restores_base(gpt2, qv_only):
     targets = ["c_attn"] if qv_only else ALL_GPT2
@@ -167,14 +175,26 @@ def test_merge_equals_unmerged_and_unmerge_restores_base(gpt2, qv_only):
         unmerged = model(ids).logits
         merge_lora(model)
         assert all(layer.merged for layer in lora_layers(model).values())
-        assert torch.allclose(model(ids).logits, unmerged, atol=1e-5, rtol=0)
+        assert torch.allclose(model(ids).logits, unmerged, **MERGE_TOL)
         unmerge_lora(model)
         for name, layer in lora_layers(model).items():
             assert torch.allclose(layer.base.weight, base_weights[name], atol=1e-6, rtol=0)
-        assert torch.allclose(model(ids).logits, unmerged, atol=1e-5, rtol=0)
+        assert torch.allclose(model(ids).logits, unmerged, **MERGE_TOL)
         merged_plain = unload_lora(model)  # merged and unwrapped: a plain GPT-2 again
         assert not lora_layers(merged_plain) and isinstance(merged_plain.transformer.h[0].attn.c_attn, Conv1D)
-        assert torch.allclose(merged_plain(ids).logits, unmerged, atol=1e-5, rtol=0)
+        assert torch.allclose(merged_plain(ids).logits, unmerged, **MERGE_TOL)
+
+
+@pytest.mark.parametrize("qv_only", [False, True])
+def test_merge_is_exact_in_float64(gpt2, qv_only):
+    model = apply_lora(copy.deepcopy(gpt2).double(), targets="c_attn" if qv_only else ALL_GPT2, r=4, alpha=16,
+                       qv_only=qv_only)
+    randomise_B(model)
+    ids = tokens(gpt2)
+    with torch.no_grad():
+        unmerged = model(ids).logits
+        assert unmerged.dtype == torch.float64
+        assert torch.allclose(merge_lora(model)(ids).logits, unmerged, atol=1e-10, rtol=0)
 
 
 def test_fresh_adapter_and_disabled_adapter_give_the_base_model_exactly(gpt2):
@@ -286,6 +306,19 @@ def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, oth
         with pytest.raises(ValueError, match="Load it onto the base model it was trained on"):
             load_lora(wrong, tmp_path)
         assert unchanged(wrong, before, grads)
+
+
+def test_loading_onto_another_checkpoint_of_the_same_architecture_fails(tmp_path):
+    model = apply_lora(tiny_gpt2(seed=0), targets="c_attn", r=4, alpha=8)
+    randomise_B(model)
+    merge_lora(model)  # saving a merged model records the base weights it started from, not the merged ones
+    save_lora(model, tmp_path)
+    other = tiny_gpt2(seed=1)  # same configuration, other weights
+    before, grads = other.state_dict(), {n: p.requires_grad for n, p in other.named_parameters()}
+    with pytest.raises(ValueError, match="same architecture, other weights"):
+        load_lora(other, tmp_path)
+    assert unchanged(other, before, grads)
+    assert lora_layers(load_lora(tiny_gpt2(seed=0), tmp_path))
 
 
 def test_load_needs_the_files_and_a_base_model(tmp_path):
