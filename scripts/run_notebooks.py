@@ -52,7 +52,7 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[float, float, list[str
     except CellExecutionError as err:
         error = re.sub(r"\x1b\[[0-9;]*m", "", str(err).strip().splitlines()[-1])  # last line, no colours
     except (CellTimeoutError, DeadKernelError) as err:
-        error = f"{type(err).__name__}: {err}"
+        error = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
     seconds, cpu_seconds = time.perf_counter() - start, _children_cpu_seconds() - cpu_start
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     found = [key for cell in code for key in CHECK_CALL.findall(cell.source)]
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="file names in notebooks/ (default: all)")
     parser.add_argument("--solutions", action="store_true", help="fill every unwritten exercise with its solution")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may run (default 600)")
     args = parser.parse_args(argv)
     if args.solutions:
         os.environ["MINIPEFT_SOLUTIONS"] = "1"
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {profile}, solutions {'filled in' if args.solutions else 'as written'}, {len(paths)} notebooks")
     rows, failed = [], False
     for path in paths:
-        seconds, cpu_seconds, found, passed, error = run_notebook(path)
+        seconds, cpu_seconds, found, passed, error = run_notebook(path, args.timeout)
         missing = sorted(set(found) - set(passed)) if args.solutions else []
         status = f"FAILED: {error}" if error else (f"FAILED: no passing check for {', '.join(missing)}"
                                                    if missing else "ok")
