@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # peft reads a flag transformers renamed
 
     torch.manual_seed(0)
     config = shape_config(args.shape)
