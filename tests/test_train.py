@@ -1,6 +1,7 @@
 """The shared training loop: it learns, it trains only what requires grad, and it measures honestly."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +154,27 @@ def test_lora_and_prefix_train_through_the_same_loop(tokenizer, loaders):
         assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
         texts = generate_texts(model, tokenizer, ["name[Juniper], food[French]"], max_new_tokens=5, progress=False)
         assert len(texts) == 1
+
+
+DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
+
+
+@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
+def test_mini_gpt2_trains_on_real_e2e_and_is_scored_on_human_references():
+    from minipeft.base_model import load_mini_gpt2
+    from minipeft.data import group_by_mr, load_e2e_csv
+    from minipeft.lora import apply_lora
+    from minipeft.metrics import e2e_scores
+
+    groups = group_by_mr(load_e2e_csv(DEVSET))
+    mrs = list(groups)
+    train_pairs = [(mr, ref) for mr in mrs[:40] for ref in groups[mr]]  # MR-disjoint from the scored ones
+    held_out = {mr: groups[mr] for mr in mrs[-4:]}
+    model, tokenizer = load_mini_gpt2()
+    apply_lora(model, targets=["c_attn"], r=4, alpha=32, qv_only=True)
+    loader = make_loader(train_pairs, tokenizer, batch_size=4, max_len=model.config.n_positions)
+    hist = train(model, loader, steps=4, lr=1e-2, progress=False)
+    assert all(math.isfinite(x) for x in hist.train_loss)
+    texts = generate_texts(model, tokenizer, list(held_out), max_new_tokens=16, progress=False)
+    scores = e2e_scores(dict(zip(held_out, texts)), held_out)
+    assert 0 <= scores["BLEU"] <= 100 and 0 <= scores["ROUGE-L"] <= 100 and 0 <= scores["SER"] <= 1
