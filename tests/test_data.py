@@ -181,3 +181,8 @@ def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys):
     pairs, source = data.load_e2e_or_offline("test", "gpu")
     assert source == "offline" and len(pairs) == 200  # the offline set is capped at its committed size
     assert "Falling back to the offline restaurant set" in capsys.readouterr().out
+
+
+def test_unknown_split_names_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown split 'dev'; choose one of train, validation, test"):
+        load_restaurant("dev", "ci")
