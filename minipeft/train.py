@@ -56,9 +56,11 @@ class History:
         losses = torch.tensor(self.train_loss)
         k = max(1, min(smooth, len(losses)))
         smoothed = losses.unfold(0, k, 1).mean(1).tolist() if len(losses) else []
-        line = ax.plot(range(k, len(losses) + 1), smoothed, alpha=0.6, label=f"{label or 'train'} (train)")[0]
+        train_label = f"{label} (train)" if label else "train"
+        line = ax.plot(range(k, len(losses) + 1), smoothed, alpha=0.6, label=train_label)[0]
         if self.val_loss:
-            ax.plot(self.val_steps, self.val_loss, "o-", color=line.get_color(), label=f"{label or 'val'} (val)")
+            ax.plot(self.val_steps, self.val_loss, "o-", color=line.get_color(),
+                    label=f"{label} (val)" if label else "validation")
         ax.set_xlabel("training step")
         ax.set_ylabel("loss (cross-entropy, nats/token)")
         ax.legend()
