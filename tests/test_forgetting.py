@@ -118,14 +118,15 @@ def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base
     blocks = text_blocks(TEXT, tokenizer, block_len=32, n_blocks=4)
     mrs = [mr for mr, _ in load_restaurant("test", "ci")[:4]]
     runs = ((Setting("full"), 3e-3), (Setting("lora", r=2), 3e-2), (Setting("prefix", length=4, mlp_hidden=16), 3e-2))
-    rows = [run_setting(s, base, train_loader, val_loader, blocks, steps=10, lr=lr, tokenizer=tokenizer,
-                        task_mrs=mrs, max_new_tokens=4) for s, lr in runs]
+    rows, models = zip(*(run_setting(s, base, train_loader, val_loader, blocks, steps=10, lr=lr, tokenizer=tokenizer,
+                                     task_mrs=mrs, max_new_tokens=4, return_model=True) for s, lr in runs))
     for row in rows:
         assert row["task_loss"] < row["task_loss_before"]  # every method learned something
         assert row["ppl_increase_pct"] == pytest.approx(100 * (row["ppl_after"] / row["ppl_before"] - 1))
         assert 0.0 <= row["slot_error_rate"] <= 1.0 and row["trainable"] > 0
     assert rows[0]["ppl_after"] != rows[0]["ppl_before"]  # full fine-tuning moved the general perplexity
     assert rows[0]["trainable"] > rows[1]["trainable"]
+    assert general_perplexity(models[1], blocks) == pytest.approx(rows[1]["ppl_after"])  # the model that was measured
     assert all(torch.equal(original[k], v) for k, v in base.state_dict().items())  # base untouched
 
 
