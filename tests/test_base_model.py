@@ -40,7 +40,7 @@ def test_heldout_perplexity_far_below_unigram():
 
 
 def test_missing_model_says_how_to_rebuild(tmp_path):
-    with pytest.raises(MiniModelMissingError, match=r"missing model\.safetensors.*python -m minipeft\.pretrain"):
+    with pytest.raises(MiniModelMissingError, match=r"missing .*model\.safetensors.*python -m minipeft\.pretrain"):
         load_mini_gpt2(tmp_path)
 
 

@@ -5,6 +5,7 @@ import math
 import statistics
 
 import matplotlib
+import matplotlib.pyplot
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -159,6 +160,7 @@ def test_summarize_gives_mean_and_spread_over_seeds():
     ax = plot_learn_forget([a, b])
     assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
     assert ax.xaxis_inverted()
+    matplotlib.pyplot.close(ax.figure)
 
 
 def test_results_round_trip_and_refuse_another_profile(tmp_path, capsys):

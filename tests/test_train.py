@@ -118,10 +118,14 @@ def test_perplexity_and_history_plot(tokenizer, loaders):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     assert perplexity(0.0) == 1.0 and perplexity(math.log(50)) == pytest.approx(50)
     hist = History(train_loss=[3.0, 2.0, 1.5, 1.0], val_steps=[2, 4], val_loss=[2.5, 1.2])
+    plt.figure()  # a fresh current figure: plot() draws on plt.gca() when no axes are given
     ax = hist.plot(label="full", smooth=2)
     assert ax.get_xlabel() == "training step" and len(ax.lines) == 2
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
