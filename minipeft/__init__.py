@@ -1,11 +1,30 @@
-"""minipeft: prefix-tuning and LoRA built from scratch, for the course notebooks."""
+"""minipeft: prefix-tuning and LoRA built from scratch, for the course notebooks.
+
+The two methods the course writes by hand are importable from the top level; the helpers around them
+live in one module per idea (``data``, ``train``, ``metrics``, ``memory``, ``rank``, ``forgetting``, ...).
+"""
 
 from .base_model import gpt2_tokenizer, load_base_model, load_mini_gpt2
+from .lora import (
+    LoRALayer,
+    apply_lora,
+    disable_lora,
+    load_lora,
+    lora_layers,
+    merge_lora,
+    print_trainable_parameters,
+    save_lora,
+    unload_lora,
+    unmerge_lora,
+)
 from .notebook import seed_everything, setup_notebook
+from .prefix import PrefixTuningModel, PromptTuningModel
 from .profiles import PROFILES, Profile, get_device, get_profile
 
 __version__ = "0.1.0"
 __all__ = [
-    "PROFILES", "Profile", "get_device", "get_profile", "gpt2_tokenizer", "load_base_model",
-    "load_mini_gpt2", "seed_everything", "setup_notebook",
+    "PROFILES", "LoRALayer", "PrefixTuningModel", "Profile", "PromptTuningModel", "apply_lora", "disable_lora",
+    "get_device", "get_profile", "gpt2_tokenizer", "load_base_model", "load_lora", "load_mini_gpt2", "lora_layers",
+    "merge_lora", "print_trainable_parameters", "save_lora", "seed_everything", "setup_notebook", "unload_lora",
+    "unmerge_lora",
 ]
