@@ -48,6 +48,11 @@ def _check(root: Path) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def test_every_notebook_and_the_readme_agree_with_pyproject():
+    code, report = _check(ROOT)
+    assert code == 0, report
+
+
 def test_sync_writes_badges_install_cells_and_table_and_is_idempotent(tmp_path):
     root = _course_copy(tmp_path)
     assert _check(root)[0] == 1
