@@ -50,7 +50,8 @@ def load_mini_gpt2(path: Path = MINI_GPT2_DIR) -> tuple[GPT2LMHeadModel, PreTrai
     if missing:
         raise MiniModelMissingError(
             f"The offline mini GPT-2 in {path} is missing {', '.join(missing)}. Rebuild it with `{REBUILD}` "
-            f"(about 10 minutes on an idle 2-core machine), or restore it with `git checkout -- {path}`."
+            f"(45 minutes when it was built, on 2 busy CPU cores), "
+            f"or restore it with `git checkout -- {path}`."
         )
     try:
         model = GPT2LMHeadModel.from_pretrained(path)

@@ -1,9 +1,18 @@
 """Build the course's offline mini GPT-2: ``python -m minipeft.pretrain``.
 
 A real ``GPT2LMHeadModel`` (4 layers, 128 wide) and a byte-level BPE tokenizer of the GPT-2 kind
-(4,096 tokens), both trained here from the Shakespeare corpus with fixed seeds. The result is
-written to ``data/mini-gpt2/`` as safetensors plus tokenizer files, with the loss curve and the
-held-out perplexity beside it (``pretrain_log.json``, ``loss_curve.png``).
+(4,096 tokens), both trained here from the Shakespeare corpus with fixed seeds, in two phases:
+
+1. language modelling on 128-token windows (``pretrain``'s ``steps``);
+2. a short second phase on windows of the full context, 256 positions (``extend_context``): phase 1 never
+   trains positions 128-255, and restaurant examples (plus a prefix) run past 128 tokens.
+
+The result is written to ``data/mini-gpt2/`` as safetensors plus tokenizer files, with the loss curve and
+the held-out perplexity beside it (``pretrain_log.json``, ``loss_curve.png``). The log also records the
+*copy loss* (``copy_loss``): this model is too small and too briefly trained to copy from its context
+(induction heads; real GPT-2 learned it from billions of tokens), which is why adapters on a frozen mini
+model copy names from an MR much worse than full fine-tuning does (notebook 05).
+``python -m minipeft.pretrain --phase2-only`` runs phase 2 on a saved phase-1 model (the same result).
 """
 
 from __future__ import annotations
@@ -56,6 +65,17 @@ def heldout_perplexity(model: GPT2LMHeadModel, ids: torch.Tensor, seq_len: int, 
     return math.exp(sum(losses) / len(losses))
 
 
+@torch.no_grad()
+def copy_loss(model: GPT2LMHeadModel, vocab_size: int, length: int = 30, n: int = 16, seed: int = 0) -> float:
+    """Mean loss on the second copy of a repeated random token sequence: low only if the model copies."""
+    model.eval()
+    x = torch.randint(1, vocab_size, (n, length), generator=torch.Generator().manual_seed(seed))
+    ids = torch.cat([x, x], 1)
+    logp = torch.log_softmax(model(ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+    model.train()
+    return -logp[:, length:].mean().item()
+
+
 def pretrain(out_dir: Path = MINI_GPT2_DIR, steps: int = 2000, batch_size: int = 16, seq_len: int = 128,
              lr: float = 1e-3, vocab_size: int = 4096, seed: int = 0, save_every: int = 500) -> dict:
     """Train tokenizer and model from scratch and save both; returns the log written beside them."""
@@ -97,6 +117,55 @@ def pretrain(out_dir: Path = MINI_GPT2_DIR, steps: int = 2000, batch_size: int =
             log.update(steps_done=step + 1, train_loss_curve=curve, minutes=round((time.time() - start) / 60, 1),
                        heldout_perplexity=round(heldout_perplexity(model, test_ids, seq_len), 2))
             _save(model, tokenizer, log, out_dir)
+    return extend_context(out_dir, seed=seed)
+
+
+def extend_context(out_dir: Path = MINI_GPT2_DIR, steps: int = 400, batch_size: int = 8, lr: float = 5e-4,
+                   seed: int = 0) -> dict:
+    """Phase 2 on the phase-1 model saved in ``out_dir``: language modelling on full-context windows."""
+    torch.set_num_threads(1)
+    start = time.time()
+    model = GPT2LMHeadModel.from_pretrained(out_dir)
+    tokenizer = GPT2TokenizerFast.from_pretrained(out_dir)
+    log = json.loads((out_dir / "pretrain_log.json").read_text())
+    if "phase2" in log:
+        raise RuntimeError(f"{out_dir} already went through phase 2; rebuild it from scratch with "
+                           "`python -m minipeft.pretrain`.")
+    torch.manual_seed(seed + 1)  # dropout
+    train_works, heldout_works = train_and_heldout()
+    train_ids = torch.tensor(tokenizer(tokenizer.eos_token.join(train_works))["input_ids"])
+    test_ids = torch.tensor(tokenizer("\n\n".join(heldout_works))["input_ids"])
+    seq_len = model.config.n_positions
+    before = heldout_perplexity(model, test_ids, seq_len)
+    generator = torch.Generator().manual_seed(seed + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
+    curve = []
+    for step in (bar := tqdm(range(steps), desc=f"phase 2: {seq_len}-token windows")):
+        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=generator)
+        batch = torch.stack([train_ids[s : s + seq_len] for s in starts])
+        loss = model(batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps - 1:
+            curve.append((log["steps_done"] + step, round(loss.item(), 4)))
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    log["phase2"] = {"steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
+                     "minutes": round((time.time() - start) / 60, 1),
+                     "phase1_heldout_perplexity": log["heldout_perplexity"],
+                     "full_context_perplexity_before": round(before, 2),
+                     "full_context_perplexity_after": round(heldout_perplexity(model, test_ids, seq_len), 2),
+                     "copy_loss": round(copy_loss(model, len(tokenizer)), 3),
+                     "uniform_loss": round(math.log(len(tokenizer)), 3)}
+    log.update(train_loss_curve=log["train_loss_curve"] + curve,
+               minutes=round(log["minutes"] + log["phase2"]["minutes"], 1),
+               heldout_perplexity=round(heldout_perplexity(model, test_ids, log["seq_len"]), 2))
+    _save(model, tokenizer, log, out_dir)
     return log
 
 
@@ -131,10 +200,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=MINI_GPT2_DIR)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phase2-only", action="store_true", help="run phase 2 on the phase-1 model in --out")
     args = parser.parse_args()
-    log = pretrain(args.out, steps=args.steps, seed=args.seed)
+    log = extend_context(args.out, seed=args.seed) if args.phase2_only else pretrain(args.out, steps=args.steps,
+                                                                                      seed=args.seed)
     print(f"saved to {args.out}: held-out perplexity {log['heldout_perplexity']} "
-          f"(unigram {log['unigram_perplexity']}) after {log['minutes']} min")
+          f"(unigram {log['unigram_perplexity']}), full context {log['phase2']['full_context_perplexity_after']}, "
+          f"after {log['minutes']} min")
 
 
 if __name__ == "__main__":
