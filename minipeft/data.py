@@ -200,8 +200,12 @@ def group_by_mr(pairs: Sequence[Pair]) -> dict[str, list[str]]:
 
 # ----------------------------------------------------------------------------- batches for a causal LM
 def prompt_text(mr: str) -> str:
-    """What the model sees before it writes: ``"name[The Eagle], area[riverside] ||"``."""
-    return mr + SEP
+    """What the model sees before it writes: ``"name : The Eagle | area : riverside ||"``.
+
+    Slots are written as in Li & Liang's E2E files (``slot : value``, joined by `` | ``), so a value
+    such as `` The Eagle`` is the same tokens in the prompt as in the sentence, ready to be copied.
+    """
+    return " | ".join(f"{slot} : {value}" for slot, value in parse_mr(mr).items()) + SEP
 
 
 def encode_pair(mr: str, ref: str, tokenizer) -> tuple[list[int], list[int]]:

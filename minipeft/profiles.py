@@ -22,6 +22,7 @@ class Profile:
     seq_len: int  # tokens per training example
     batch_size: int
     train_steps: int  # budget of a demonstration training run
+    sweep_steps: int  # budget of each run in a sweep of many runs (notebook 06: settings x seeds)
     eval_every: int  # evaluate every N training steps
     eval_batches: int  # batches per evaluation
     n_train: int  # task examples for training
@@ -34,17 +35,17 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", base_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=40,
+        name="ci", base_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=40, sweep_steps=40,
         eval_every=20, eval_batches=2, n_train=256, n_val=64, n_test=32, n_seeds=1,
         max_new_tokens=24, description="smoke run on 2 CPU cores: every notebook in well under 2 minutes",
     ),
     "cpu": Profile(
-        name="cpu", base_model="mini-gpt2", seq_len=192, batch_size=16, train_steps=600,
+        name="cpu", base_model="mini-gpt2", seq_len=192, batch_size=16, train_steps=600, sweep_steps=150,
         eval_every=100, eval_batches=8, n_train=4000, n_val=400, n_test=200, n_seeds=3,
         max_new_tokens=40, description="a laptop: real (small) training runs in minutes",
     ),
     "gpu": Profile(
-        name="gpu", base_model="gpt2", seq_len=128, batch_size=8, train_steps=2000,
+        name="gpu", base_model="gpt2", seq_len=128, batch_size=8, train_steps=2000, sweep_steps=500,
         eval_every=200, eval_batches=25, n_train=42061, n_val=1000, n_test=630, n_seeds=3,
         max_new_tokens=60, description="one GPU (a Colab T4 is enough): real GPT-2 (124M)",
     ),
