@@ -68,11 +68,12 @@ def heldout_perplexity(model: GPT2LMHeadModel, ids: torch.Tensor, seq_len: int, 
 @torch.no_grad()
 def copy_loss(model: GPT2LMHeadModel, vocab_size: int, length: int = 30, n: int = 16, seed: int = 0) -> float:
     """Mean loss on the second copy of a repeated random token sequence: low only if the model copies."""
+    was_training = model.training
     model.eval()
     x = torch.randint(1, vocab_size, (n, length), generator=torch.Generator().manual_seed(seed))
-    ids = torch.cat([x, x], 1)
+    ids = torch.cat([x, x], 1).to(next(model.parameters()).device)
     logp = torch.log_softmax(model(ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-    model.train()
+    model.train(was_training)
     return -logp[:, length:].mean().item()
 
 
