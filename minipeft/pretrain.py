@@ -91,10 +91,7 @@ def pretrain(out_dir: Path = MINI_GPT2_DIR, steps: int = 2000, batch_size: int =
     config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id, **MODEL_SHAPE)
     model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
+    optimizer, schedule = _optimizer(model, lr, steps, warmup=max(1, steps // 20))
     generator = torch.Generator().manual_seed(seed)
     curve = []
     log = {"seed": seed, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
@@ -103,14 +100,7 @@ def pretrain(out_dir: Path = MINI_GPT2_DIR, steps: int = 2000, batch_size: int =
            "unigram_perplexity": round(unigram_perplexity(train_ids.tolist(), test_ids.tolist(), len(tokenizer)), 2),
            "torch": torch.__version__}
     for step in (bar := tqdm(range(steps), desc="pretraining mini GPT-2")):
-        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=generator)
-        batch = torch.stack([train_ids[s : s + seq_len] for s in starts])
-        loss = model(batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = _lm_step(model, train_ids, seq_len, batch_size, generator, optimizer, schedule)
         if step % 50 == 0 or step == steps - 1:
             curve.append((step, round(loss.item(), 4)))
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -139,20 +129,10 @@ def extend_context(out_dir: Path = MINI_GPT2_DIR, steps: int = 400, batch_size: 
     seq_len = model.config.n_positions
     before = heldout_perplexity(model, test_ids, seq_len)
     generator = torch.Generator().manual_seed(seed + 1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
+    optimizer, schedule = _optimizer(model, lr, steps, warmup=max(1, steps // 10))
     curve = []
     for step in (bar := tqdm(range(steps), desc=f"phase 2: {seq_len}-token windows")):
-        starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=generator)
-        batch = torch.stack([train_ids[s : s + seq_len] for s in starts])
-        loss = model(batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = _lm_step(model, train_ids, seq_len, batch_size, generator, optimizer, schedule)
         if step % 50 == 0 or step == steps - 1:
             curve.append((log["steps_done"] + step, round(loss.item(), 4)))
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -168,6 +148,28 @@ def extend_context(out_dir: Path = MINI_GPT2_DIR, steps: int = 400, batch_size: 
                heldout_perplexity=round(heldout_perplexity(model, test_ids, log["seq_len"]), 2))
     _save(model, tokenizer, log, out_dir)
     return log
+
+
+def _optimizer(model: GPT2LMHeadModel, lr: float, steps: int, warmup: int):
+    """AdamW with linear warm-up, then cosine decay to zero over ``steps``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
+    return optimizer, schedule
+
+
+def _lm_step(model: GPT2LMHeadModel, train_ids: torch.Tensor, seq_len: int, batch_size: int,
+             generator: torch.Generator, optimizer, schedule) -> torch.Tensor:
+    """One language-modelling step on ``batch_size`` random windows of ``seq_len`` tokens; returns the loss."""
+    starts = torch.randint(0, len(train_ids) - seq_len, (batch_size,), generator=generator)
+    batch = torch.stack([train_ids[s : s + seq_len] for s in starts])
+    loss = model(batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
 
 
 def _save(model: GPT2LMHeadModel, tokenizer: GPT2TokenizerFast, log: dict, out_dir: Path) -> None:
