@@ -36,6 +36,19 @@ def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypat
     assert run_notebooks.CHECK_PASSED.findall(unwritten["text"]) == [], "an unwritten exercise would count as passed"
 
 
+@pytest.mark.parametrize("profile, expected", [("ci", 600), ("cpu", 3600), ("gpu", 3600)])
+def test_runner_gives_long_cells_time_outside_ci(profile, expected, monkeypatch):
+    run_notebooks, timeouts = _script("run_notebooks"), []
+    for name, value in {"MINIPEFT_PROFILE": profile, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}.items():
+        monkeypatch.setenv(name, value)  # main() edits the environment; monkeypatch restores it afterwards
+    monkeypatch.setattr(run_notebooks, "run_notebook",
+                        lambda path, timeout: timeouts.append(timeout) or (1.0, 1.0, [], [], None))
+    with redirect_stdout(io.StringIO()):
+        assert run_notebooks.main(["00_start_here.ipynb"]) == 0
+        assert run_notebooks.main(["--timeout", "42", "00_start_here.ipynb"]) == 0
+    assert timeouts == [expected, 42]
+
+
 def test_cache_command_offline_says_what_to_do(monkeypatch):
     cache = _script("cache_offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
