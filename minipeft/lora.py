@@ -4,7 +4,8 @@ A wrapped layer computes ``h = W0 x + (alpha / r) * B (A x)`` where ``W0`` is th
 (``nn.Linear`` or GPT-2's ``Conv1D``), ``A`` is ``r x in`` (Kaiming-uniform) and ``B`` is ``out x r``
 (zeros, so a fresh adapter changes nothing). Typical use::
 
-    apply_lora(model, targets=["c_attn"], r=4, alpha=32, qv_only=True)  # the paper's E2E setting
+    apply_lora(model, targets=["c_attn"], r=4, alpha=32, qv_only=True)  # the paper's E2E setting on GPT-2
+    apply_lora(llama, targets=["q_proj", "v_proj"], r=4, alpha=32)       # the same on a Llama-family model
     print_trainable_parameters(model)        # trainable params: ... || all params: ... || trainable%: ...
     ...train...
     save_lora(model, "my-adapter")          # adapter_model.safetensors + adapter_config.json
@@ -227,7 +228,9 @@ def print_trainable_parameters(model: nn.Module) -> None:
 
 # ---- saving and loading: peft's file layout, plus a "minipeft" section naming the base model ----------------
 
-_IDENTITY_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
+# Standard config names (GPT2Config maps them to n_layer, n_embd, n_head, n_positions), so Llama configs answer too.
+_IDENTITY_KEYS = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                  "vocab_size", "max_position_embeddings")
 
 
 def _identity(model: nn.Module) -> dict:

@@ -39,12 +39,14 @@ def quiet() -> None:
 
 
 def describe(profile: Profile, device: torch.device) -> str:
-    """One line: the active profile and device, with library versions."""
+    """One line: the active profile, its base model and the device, with library versions."""
     import transformers
 
+    from .base_model import base_model_name
+
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return (f"minipeft profile: {profile.name} ({profile.description}) | device: {where} | "
-            f"torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")
+    return (f"minipeft profile: {profile.name} ({profile.description}) | base model: {base_model_name(profile)} | "
+            f"device: {where} | torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")
 
 
 def setup_notebook(seed: int = 0) -> tuple[Profile, torch.device]:

@@ -13,6 +13,11 @@ layer, while all of GPT-2's weights stay frozen::
 **Prompt tuning** (:class:`PromptTuningModel`) learns only P input embeddings (a "soft prompt"): the
 weaker cousin the paper compares against ("embedding-only").
 
+The same code wraps Llama-family models (SmolLM2, the course's offline ``cpu`` base). Two things differ:
+the cache holds ``num_key_value_heads`` heads per layer, fewer than the query heads (grouped-query
+attention), so the prefix is ``[batch, n_kv_head, P, head_dim]`` per layer; and the prefix keys enter as
+cache entries, i.e. already rotated (RoPE is applied to new tokens only), exactly as peft does it.
+
 Three traps of ``transformers`` 5.x that this module handles (and the tests pin down):
 the attention mask must be prefixed with P ones (a mask of the T real tokens only is silently padded
 with zeros at the end), GPT-2 numbers the real tokens from P on by itself (so no position ids are
@@ -39,19 +44,29 @@ def cache_argument(model: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+SUPPORTED = ("gpt2", "llama")  # model types whose per-layer cache the tests check against peft
+
+
 def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
-    """Refuse, with the fix, what cannot carry a prefix: P <= 0, a non-GPT-2 model, gradient checkpointing."""
-    if not isinstance(prefix_len, int) or prefix_len <= 0:
+    """Refuse, with the fix, what cannot carry a prefix: P <= 0, an untested model type, gradient checkpointing."""
+    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or prefix_len <= 0:
         raise ValueError(f"{what}: prefix_len must be a positive integer, got {prefix_len!r}. Try 10 (the paper's).")
-    config = getattr(base, "config", None)
-    if getattr(config, "model_type", None) != "gpt2" or not hasattr(base, "transformer"):
-        kind = getattr(config, "model_type", type(base).__name__)
+    kind = getattr(getattr(base, "config", None), "model_type", None)
+    if kind not in SUPPORTED:
         raise TypeError(
-            f"{what} is written for GPT-2 (GPT2LMHeadModel: a per-layer key/value cache of shape "
-            f"[batch, heads, P, head_dim]); got a {kind!r} model. Load a GPT-2 model, e.g. with "
-            f"minipeft.base_model.load_base_model()."
+            f"{what} is written for decoder-only models with a per-layer key/value cache of shape "
+            f"[batch, kv_heads, P, head_dim] and checked for {', '.join(SUPPORTED)}; got a "
+            f"{kind or type(base).__name__!r} model. Load one of those, e.g. with minipeft.load_base_model()."
         )
     _refuse_checkpointing(base, what)
+
+
+def kv_shape(config) -> tuple[int, int, int]:
+    """(layers, key/value heads, head_dim) of the attention cache: GPT-2 has as many kv heads as query heads."""
+    n_head = config.num_attention_heads  # GPT2Config maps these standard names to n_layer, n_head, n_embd
+    n_kv_head = getattr(config, "num_key_value_heads", None) or n_head
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    return config.num_hidden_layers, n_kv_head, head_dim
 
 
 def _refuse_checkpointing(base: PreTrainedModel, what: str) -> None:
@@ -70,7 +85,7 @@ def _freeze(base: nn.Module) -> None:
 
 
 class PrefixTuningModel(nn.Module):
-    """A frozen GPT-2 with a learned key/value prefix of length ``prefix_len`` in every layer.
+    """A frozen GPT-2 (or Llama-family model) with a learned key/value prefix of length ``prefix_len`` in every layer.
 
     ``mlp_hidden`` (e.g. the paper's 512) trains the prefix through ``P = MLP(P')`` (more stable);
     :meth:`fold` then replaces the MLP by the plain tensors it computes. ``init_ids`` (a 1-D tensor of at
@@ -88,43 +103,43 @@ class PrefixTuningModel(nn.Module):
         _freeze(base)
         self.base = base
         cfg = base.config
-        self.prefix_len, self.n_layer, self.n_head = prefix_len, cfg.n_layer, cfg.n_head
-        self.n_embd = cfg.n_embd
-        self.head_dim = cfg.n_embd // cfg.n_head
+        self.prefix_len = prefix_len
+        self.n_layer, self.n_kv_head, self.head_dim = kv_shape(cfg)
+        self.kv_dim = self.n_kv_head * self.head_dim  # GPT-2: n_embd; with grouped-query attention, less
         self.cache_arg = cache_argument(base)
         device = base.get_input_embeddings().weight.device
-        n_out = self.n_layer * 2 * self.n_embd  # one key and one value vector per layer, per prefix position
+        n_out = self.n_layer * 2 * self.kv_dim  # one key and one value vector per layer, per prefix position
         if mlp_hidden is None:
             self.prefix = nn.Parameter(torch.randn(prefix_len, n_out, device=device) * cfg.initializer_range)
             self.prefix_input, self.mlp = None, None
             if init_ids is not None:
                 self.prefix.data.copy_(self.activations_of(init_ids))
-        else:  # P = MLP(P'): a small input P' of shape [P, n_embd], widened to every layer's keys and values
+        else:  # P = MLP(P'): a small input P' of shape [P, kv_dim], widened to every layer's keys and values
             self.prefix = None
-            self.prefix_input = nn.Parameter(torch.randn(prefix_len, self.n_embd, device=device))
-            self.mlp = nn.Sequential(nn.Linear(self.n_embd, mlp_hidden), nn.Tanh(),
+            self.prefix_input = nn.Parameter(torch.randn(prefix_len, self.kv_dim, device=device))
+            self.mlp = nn.Sequential(nn.Linear(self.kv_dim, mlp_hidden), nn.Tanh(),
                                      nn.Linear(mlp_hidden, n_out)).to(device)
 
     @torch.no_grad()
     def activations_of(self, ids: torch.Tensor) -> torch.Tensor:
-        """GPT-2's keys and values for the first ``prefix_len`` tokens of ``ids``, as a [P, n_layer*2*n_embd] matrix."""
+        """The model's keys and values for the first ``prefix_len`` tokens of ``ids``: [P, n_layer*2*kv_dim]."""
         ids = torch.as_tensor(ids).flatten()
         if ids.numel() < self.prefix_len:
             raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prefix_len={self.prefix_len}.")
         ids = ids[: self.prefix_len].to(self.base.device).unsqueeze(0)
         cache = self.base(input_ids=ids, use_cache=True).past_key_values
         rows = []
-        for layer in cache.layers[: self.n_layer]:  # each [1, H, P, hd] -> [P, n_embd]
-            rows += [t[0].transpose(0, 1).reshape(self.prefix_len, self.n_embd) for t in (layer.keys, layer.values)]
+        for layer in cache.layers[: self.n_layer]:  # each [1, H_kv, P, hd] -> [P, kv_dim]
+            rows += [t[0].transpose(0, 1).reshape(self.prefix_len, self.kv_dim) for t in (layer.keys, layer.values)]
         return torch.cat(rows, dim=-1)
 
     def prefix_rows(self) -> torch.Tensor:
-        """The prefix as one [P, n_layer * 2 * n_embd] matrix (computed by the MLP when there is one)."""
+        """The prefix as one [P, n_layer * 2 * kv_dim] matrix (computed by the MLP when there is one)."""
         return self.prefix if self.mlp is None else self.mlp(self.prefix_input)
 
     def key_values(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, the (key, value) prefix, each of shape [batch, n_head, P, head_dim]."""
-        P, L, H, hd = self.prefix_len, self.n_layer, self.n_head, self.head_dim
+        """Per layer, the (key, value) prefix, each of shape [batch, n_kv_head, P, head_dim]."""
+        P, L, H, hd = self.prefix_len, self.n_layer, self.n_kv_head, self.head_dim
         kv = self.prefix_rows().view(P, L * 2, H, hd).permute(1, 2, 0, 3)  # [L*2, H, P, hd]
         kv = kv.unsqueeze(1).expand(L * 2, batch_size, H, P, hd)  # the same prefix for every example
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(L)]
@@ -139,20 +154,20 @@ class PrefixTuningModel(nn.Module):
         return torch.cat([ones, attention_mask], dim=1)
 
     def _check_length(self, total: int) -> None:
-        n_positions = self.base.config.n_positions
+        n_positions = self.base.config.max_position_embeddings  # GPT-2's n_positions
         if self.prefix_len + total > n_positions:
             raise ValueError(
-                f"prefix_len + sequence length = {self.prefix_len} + {total} > n_positions = {n_positions}: GPT-2 "
-                f"numbers real tokens from P on and has only {n_positions} positions. Use shorter inputs "
+                f"prefix_len + sequence length = {self.prefix_len} + {total} > n_positions = {n_positions}: the "
+                f"model numbers real tokens from P on and has only {n_positions} positions. Use shorter inputs "
                 f"(or fewer new tokens) or a shorter prefix."
             )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
-        """GPT-2's output for ``input_ids`` behind the prefix: logits over the T real tokens, ``.loss`` with labels."""
+        """The output for ``input_ids`` behind the prefix: logits over the T real tokens, ``.loss`` with labels."""
         _refuse_checkpointing(self.base, "PrefixTuningModel")
         if "position_ids" in kwargs:
-            raise ValueError("Do not pass position_ids: GPT-2 numbers the real tokens from P on by itself.")
+            raise ValueError("Do not pass position_ids: the model numbers the real tokens from P on by itself.")
         batch, length = input_ids.shape
         self._check_length(length)
         if attention_mask is None:
@@ -188,7 +203,7 @@ class PrefixTuningModel(nn.Module):
 
     def prefix_config(self) -> dict[str, int]:
         """What a saved prefix records about the model it was trained for."""
-        return {"prefix_len": self.prefix_len, "n_layer": self.n_layer, "n_head": self.n_head,
+        return {"prefix_len": self.prefix_len, "n_layer": self.n_layer, "n_kv_head": self.n_kv_head,
                 "head_dim": self.head_dim}
 
     def save(self, folder: str | Path) -> Path:
@@ -206,8 +221,7 @@ class PrefixTuningModel(nn.Module):
         """A :class:`PrefixTuningModel` on ``base`` with the prefix saved in ``folder``."""
         folder = Path(folder)
         saved = json.loads((folder / PREFIX_CONFIG).read_text())
-        cfg = base.config
-        here = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.n_embd // cfg.n_head}
+        here = dict(zip(("n_layer", "n_kv_head", "head_dim"), kv_shape(base.config), strict=True))
         wrong = [f"{k}: saved {saved[k]}, model {v}" for k, v in here.items() if saved[k] != v]
         if wrong:
             raise ValueError(f"The prefix in {folder} was saved for another model shape ({'; '.join(wrong)}). "
@@ -218,7 +232,7 @@ class PrefixTuningModel(nn.Module):
 
 
 class PromptTuningModel(nn.Module):
-    """A frozen GPT-2 behind ``prompt_len`` learned input embeddings (a soft prompt; embedding layer only).
+    """A frozen GPT-2 (or Llama-family model) behind ``prompt_len`` learned input embeddings (a soft prompt).
 
     ``init_ids`` starts the soft prompt from the embeddings of real tokens (at least ``prompt_len``).
     """
@@ -241,10 +255,11 @@ class PromptTuningModel(nn.Module):
               new_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with the soft prompt in front ([B, P + T, d]) and the mask extended by P ones."""
         batch, length = input_ids.shape
-        if self.prompt_len + length + new_tokens > self.base.config.n_positions:
+        n_positions = self.base.config.max_position_embeddings  # GPT-2's n_positions
+        if self.prompt_len + length + new_tokens > n_positions:
             raise ValueError(f"prompt_len + sequence length = {self.prompt_len} + {length + new_tokens} > "
-                             f"n_positions = {self.base.config.n_positions}. Use shorter inputs (or fewer new "
-                             f"tokens) or a shorter prompt.")
+                             f"n_positions = {n_positions}. Use shorter inputs (or fewer new tokens) or a "
+                             f"shorter prompt.")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         tokens = self.base.get_input_embeddings()(input_ids)
@@ -254,7 +269,7 @@ class PromptTuningModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
-        """GPT-2's output behind the soft prompt: logits over the T real tokens, ``.loss`` with labels."""
+        """The model's output behind the soft prompt: logits over the T real tokens, ``.loss`` with labels."""
         _refuse_checkpointing(self.base, "PromptTuningModel")
         embeds, mask = self.embed(input_ids, attention_mask)
         if labels is not None:  # no loss on the prompt positions

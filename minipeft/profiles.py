@@ -18,10 +18,12 @@ class Profile:
     """Sizes for one kind of machine. Notebooks read these instead of hard-coding numbers."""
 
     name: str
-    base_model: str  # "mini-gpt2" (offline, ships in data/) or a Hub id such as "gpt2"
+    base_model: str  # the model notebooks 00, 01 and 05-07 fine-tune: "mini-gpt2", "smollm2-135m" or a Hub id
+    gpt2_model: str  # the GPT-2 that notebooks 02-04 build the methods on, line by line
     seq_len: int  # tokens per training example
     batch_size: int
-    train_steps: int  # budget of a demonstration training run
+    train_steps: int  # budget of a demonstration training run on base_model
+    gpt2_steps: int  # the same budget for the build notebooks' runs on gpt2_model
     sweep_steps: int  # budget of each run in a sweep of many runs (notebook 06: settings x seeds)
     eval_every: int  # evaluate every N training steps
     eval_batches: int  # batches per evaluation
@@ -35,19 +37,20 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", base_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=40, sweep_steps=40,
-        eval_every=20, eval_batches=2, n_train=256, n_val=64, n_test=32, n_seeds=1,
+        name="ci", base_model="mini-gpt2", gpt2_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=40,
+        gpt2_steps=40, sweep_steps=40, eval_every=20, eval_batches=2, n_train=256, n_val=64, n_test=32, n_seeds=1,
         max_new_tokens=24, description="smoke run on 2 CPU cores: every notebook in well under 2 minutes",
     ),
     "cpu": Profile(
-        name="cpu", base_model="mini-gpt2", seq_len=192, batch_size=16, train_steps=600, sweep_steps=150,
-        eval_every=100, eval_batches=8, n_train=4000, n_val=400, n_test=200, n_seeds=3,
-        max_new_tokens=40, description="a laptop: real (small) training runs in minutes",
+        name="cpu", base_model="smollm2-135m", gpt2_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=120,
+        gpt2_steps=600, sweep_steps=60, eval_every=40, eval_batches=4, n_train=2000, n_val=200, n_test=200,
+        n_seeds=3, max_new_tokens=40,
+        description="a laptop: real training runs of a real pretrained LM (SmolLM2-135M), offline",
     ),
     "gpu": Profile(
-        name="gpu", base_model="gpt2", seq_len=128, batch_size=8, train_steps=2000, sweep_steps=500,
-        eval_every=200, eval_batches=25, n_train=42061, n_val=1000, n_test=630, n_seeds=3,
-        max_new_tokens=60, description="one GPU (a Colab T4 is enough): real GPT-2 (124M)",
+        name="gpu", base_model="gpt2", gpt2_model="gpt2", seq_len=128, batch_size=8, train_steps=2000,
+        gpt2_steps=2000, sweep_steps=500, eval_every=200, eval_batches=25, n_train=42061, n_val=1000, n_test=630,
+        n_seeds=3, max_new_tokens=60, description="one GPU (a Colab T4 is enough): real GPT-2 (124M)",
     ),
 }
 

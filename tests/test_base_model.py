@@ -59,9 +59,28 @@ def test_hub_model_falls_back_offline_with_one_line(monkeypatch, capsys):
     monkeypatch.setattr(base_model, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HOME", "/nonexistent-minipeft-cache")  # no cached gpt2 either
     model, _ = load_base_model("gpu", device="cpu")
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 1 and "offline mini GPT-2" in lines[0]
-    assert model.config.n_embd == load_mini_gpt2()[0].config.n_embd
+    out = capsys.readouterr().out
+    assert out.startswith("'gpt2': Hub unreachable and no cached copy, so the course uses SmolLM2-135M offline")
+    assert model.config.model_type == "llama" and model.name_or_path == "smollm2-135m"
+
+
+def test_each_profile_names_its_base_model_and_the_override_wins(monkeypatch):
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    assert [base_model.base_model_name(p) for p in ("ci", "cpu", "gpu")] == ["mini-gpt2", "smollm2-135m", "gpt2"]
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "mini-gpt2")
+    assert base_model.base_model_name("cpu") == "mini-gpt2"
+    assert load_base_model("cpu")[0].name_or_path == "mini-gpt2"
+
+
+def test_base_model_directory_that_holds_no_model_fails_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(tmp_path))
+    with pytest.raises(ValueError, match=rf"MINIPEFT_BASE_MODEL={tmp_path}: this directory holds no causal LM"):
+        load_base_model("cpu")
+    saved = tmp_path / "mini"
+    shutil.copytree(MINI_GPT2_DIR, saved)
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(saved))
+    model, tokenizer = load_base_model("ci")
+    assert model.name_or_path == str(saved) and tokenizer.pad_token == tokenizer.eos_token
 
 
 def test_real_gpt2_tokenizer_offline():

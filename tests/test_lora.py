@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from minipeft.lora import (
@@ -32,6 +32,14 @@ def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=32, bos_token_id=0, eos_token_id=0)
     return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    """SmolLM2's family in miniature: separate q/k/v projections (nn.Linear), 2 key/value heads for 4 query heads."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=48, vocab_size=101,
+                                        max_position_embeddings=32)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +123,35 @@ def test_linear_targets_match_peft(capsys):
     base_count = (16 * 32 + 32) + (32 * 8 + 8)
     assert mine == theirs == f"trainable params: {lora} || all params: {base_count + lora:,d} || trainable%: " \
         f"{100 * lora / (base_count + lora):.4f}"
+
+
+def test_llama_q_and_v_match_peft(tmp_path):
+    """On a Llama-family model the paper's q-and-v setting is two nn.Linear targets, q_proj and v_proj; v_proj is
+    narrower than q_proj under grouped-query attention (2 key/value heads x 8 = 16 outputs vs 32)."""
+    base = tiny_llama()
+    ours = apply_lora(copy.deepcopy(base), targets=["q_proj", "v_proj"], r=4, alpha=8)
+    assert {name.rsplit(".", 1)[-1]: layer.out_features for name, layer in lora_layers(ours).items()} == {
+        "q_proj": 32, "v_proj": 16}
+    randomise_B(ours)
+    twin = peft_twin(base, ours, ["q_proj", "v_proj"], r=4, alpha=8, fan_in_fan_out=False)
+    ids = tokens(base)
+    with torch.no_grad():
+        expected = ours(ids).logits
+        assert torch.allclose(expected, twin(ids).logits, atol=1e-5, rtol=0)
+        assert not torch.allclose(expected, base(ids).logits, atol=1e-3), "B != 0 must change the output"
+    n_lora = 2 * 4 * ((32 + 32) + (32 + 16))  # layers x r x ((in + out) of q_proj + (in + out) of v_proj)
+    n_base = sum(p.numel() for p in base.parameters())
+    assert count_parameters(ours) == twin.get_nb_trainable_parameters() == (n_lora, n_base + n_lora)
+    save_lora(ours, tmp_path / "ours")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_peft = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+    loaded = load_lora(copy.deepcopy(base), tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.allclose(in_peft(ids).logits, expected, atol=1e-5, rtol=0)
+        assert torch.equal(loaded(ids).logits, expected)
+        merged = merge_lora(loaded)(ids).logits
+    assert torch.allclose(merged, expected, atol=1e-5, rtol=0)
 
 
 def test_qv_only_matches_peft_equivalent_and_the_algebra():

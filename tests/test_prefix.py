@@ -1,8 +1,19 @@
-"""Prefix-tuning and prompt tuning from scratch, checked against peft (the oracle) and against GPT-2 itself."""
+"""Prefix-tuning and prompt tuning from scratch, checked against peft (the oracle) and against the model itself.
+
+Every check runs on GPT-2 and on a Llama-family model with grouped-query attention (SmolLM2's family: fewer
+key/value heads than query heads, rotary positions), the course's two kinds of base model.
+"""
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from minipeft.base_model import MiniModelMissingError, load_base_model
 from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
@@ -18,6 +29,15 @@ def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
 
 
+def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
+    """A random Llama with grouped-query attention: 4 query heads share 2 key/value heads of width 8."""
+    torch.manual_seed(seed)
+    config = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=48, vocab_size=101, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
+                  pad_token_id=0)
+    return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+
+
 def mini_gpt2() -> GPT2LMHeadModel:
     try:
         return load_base_model("ci", device="cpu")[0]
@@ -25,7 +45,8 @@ def mini_gpt2() -> GPT2LMHeadModel:
         pytest.skip("the course's mini GPT-2 (data/mini-gpt2) is not built yet")
 
 
-BASES = {"tiny": tiny_gpt2, "mini": mini_gpt2}
+TINY = {"gpt2": tiny_gpt2, "llama": tiny_llama}
+BASES = {"tiny": tiny_gpt2, "mini": mini_gpt2, "llama": tiny_llama}
 
 
 def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +89,7 @@ def test_prefix_logits_equal_peft(which, mlp_hidden):
     ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
     theirs = peft_copy(base, peft.PrefixTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
-        encoder_hidden_size=mlp_hidden or base.config.n_embd))
+        encoder_hidden_size=mlp_hidden or base.config.hidden_size))
     copy_prefix_into_peft(ours, theirs)
     ids, mask = padded_batch(base.config.vocab_size)
     labels = ids.masked_fill(mask == 0, -100)
@@ -98,15 +119,25 @@ def test_prompt_tuning_logits_equal_peft(which):
         a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(a.logits, b.logits[:, P:], atol=1e-5, rtol=0)  # peft also returns the P prompt rows
     torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=0)
-    assert trainable(ours) == trainable(theirs) == P * base.config.n_embd
+    assert trainable(ours) == trainable(theirs) == P * base.config.hidden_size
 
 
-def test_prefix_of_real_words_equals_those_words_in_the_input():
-    """Independent of peft: a prefix made of GPT-2's own keys/values for words w must act like w typed in front.
+def test_llama_prefix_has_the_kv_heads_shape():
+    """With grouped-query attention the cache holds the 2 key/value heads, not the 4 query heads."""
+    model = PrefixTuningModel(tiny_llama(), P, mlp_hidden=24)
+    keys, values = model.key_values(batch_size=3)[0]
+    assert keys.shape == values.shape == (3, 2, P, 8)
+    assert model.prefix_rows().shape == (P, 2 * 2 * 2 * 8)  # [P, n_layer * 2 * n_kv_head * head_dim]
+    assert model.prefix_input.shape == (P, 16)  # P' is as wide as one layer's keys (peft's token_dim)
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_prefix_of_real_words_equals_those_words_in_the_input(family):
+    """Independent of peft: a prefix made of the model's own keys/values for words w must act like w typed in front.
 
     This fails if the mask covers only the real tokens, or if the real tokens are numbered from 0.
     """
-    base = tiny_gpt2()
+    base = TINY[family]()
     words = torch.randint(1, 101, (P,), generator=torch.Generator().manual_seed(4))
     model = PrefixTuningModel(base, P, init_ids=words)
     ids, mask = padded_batch(101)
@@ -123,8 +154,9 @@ def test_prefix_of_real_words_equals_those_words_in_the_input():
     assert (buggy[real] - typed[real]).abs().max() > 1e-3
 
 
-def test_fold_changes_no_output_and_keeps_counts():
-    base = tiny_gpt2()
+@pytest.mark.parametrize("family", TINY)
+def test_fold_changes_no_output_and_keeps_counts(family):
+    base = TINY[family]()
     torch.manual_seed(5)
     model = PrefixTuningModel(base, P, mlp_hidden=24)
     n_mlp = trainable(model)
@@ -133,7 +165,8 @@ def test_fold_changes_no_output_and_keeps_counts():
         before = model(ids, attention_mask=mask).logits
         after = model.fold()(ids, attention_mask=mask).logits
     torch.testing.assert_close(before, after, atol=1e-6, rtol=0)
-    assert model.mlp is None and trainable(model) == P * 2 * 2 * 32 < n_mlp
+    kv_dim = {"gpt2": 32, "llama": 16}[family]  # key/value width per layer: n_kv_head * head_dim
+    assert model.mlp is None and trainable(model) == P * 2 * 2 * kv_dim < n_mlp
 
 
 def test_fresh_cache_every_call():
@@ -152,9 +185,10 @@ def greedy_by_hand(model, ids: torch.Tensor, steps: int) -> torch.Tensor:
     return ids
 
 
+@pytest.mark.parametrize("family", TINY)
 @pytest.mark.parametrize("kind", ["prefix", "prompt"])
-def test_generate_matches_greedy_loop_over_forward(kind):
-    base = tiny_gpt2()
+def test_generate_matches_greedy_loop_over_forward(kind, family):
+    base = TINY[family]()
     torch.manual_seed(6)
     model = PrefixTuningModel(base, P) if kind == "prefix" else PromptTuningModel(base, P)
     with torch.no_grad():  # a larger prefix, so that it visibly steers the output
@@ -166,8 +200,9 @@ def test_generate_matches_greedy_loop_over_forward(kind):
     assert not torch.equal(generated, plain)  # the prefix is really there while generating
 
 
-def test_generate_batched_left_padding_equals_one_by_one():
-    model = PrefixTuningModel(tiny_gpt2(), P)
+@pytest.mark.parametrize("family", TINY)
+def test_generate_batched_left_padding_equals_one_by_one(family):
+    model = PrefixTuningModel(TINY[family](), P)
     with torch.no_grad():
         model.prefix.mul_(50)
     short, long = torch.tensor([[5, 17]]), torch.tensor([[8, 9, 40, 3]])
@@ -192,26 +227,29 @@ def test_beam_search_and_several_sequences_carry_the_prefix():
     assert sampled.shape == (4, 7) and torch.equal(sampled[::2, :3], prompts)
 
 
-def test_save_load_round_trip(tmp_path):
-    base = tiny_gpt2()
+@pytest.mark.parametrize("family", TINY)
+def test_save_load_round_trip(tmp_path, family):
+    base = TINY[family]()
     model = PrefixTuningModel(base, P, mlp_hidden=24)
     with pytest.raises(ValueError, match=r"Fold the prefix before saving"):
         model.save(tmp_path)
     model.fold().save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prefix.safetensors", "prefix_config.json"]
-    loaded = PrefixTuningModel.load(tiny_gpt2(), tmp_path)
+    loaded = PrefixTuningModel.load(TINY[family](), tmp_path)
     ids, mask = padded_batch(101)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits,
                                    atol=0, rtol=0)
 
 
-@pytest.mark.parametrize(("other", "named"), [(dict(n_layer=3), "n_layer: saved 2, model 3"),
-                                              (dict(n_head=2), "n_head: saved 4, model 2")])
+@pytest.mark.parametrize(("other", "named"), [(tiny_gpt2, "n_layer: saved 2, model 3"),
+                                              (tiny_gpt2, "n_kv_head: saved 4, model 2"),
+                                              (tiny_llama, "n_kv_head: saved 4, model 2")])
 def test_load_into_other_shape_fails_clearly(tmp_path, other, named):
     PrefixTuningModel(tiny_gpt2(), P).save(tmp_path)
-    with pytest.raises(ValueError, match=rf"saved for another model shape \({named}"):
-        PrefixTuningModel.load(tiny_gpt2(**other), tmp_path)
+    shape = dict(n_layer=3) if "n_layer" in named else dict(n_head=2) if other is tiny_gpt2 else {}
+    with pytest.raises(ValueError, match=rf"saved for another model shape \(.*{named}"):
+        PrefixTuningModel.load(other(**shape), tmp_path)
 
 
 def test_generic_training_step_moves_only_the_prefix():
@@ -266,7 +304,7 @@ def test_bad_inputs_fail_clearly():
         PromptTuningModel(base, 0)
     neo = GPTNeoForCausalLM(GPTNeoConfig(num_layers=2, hidden_size=32, num_heads=4, attention_types=[[["global"], 2]],
                                          vocab_size=101))
-    with pytest.raises(TypeError, match=r"written for GPT-2.*'gpt_neo'"):
+    with pytest.raises(TypeError, match=r"checked for gpt2, llama; got a 'gpt_neo' model"):
         PrefixTuningModel(neo, P)
     model = PrefixTuningModel(base, P)
     with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):

@@ -28,10 +28,13 @@ def test_default_follows_hardware(monkeypatch):
 def test_profiles_scale_up():
     ci, cpu, gpu = (PROFILES[n] for n in ("ci", "cpu", "gpu"))
     assert all(isinstance(p, Profile) for p in PROFILES.values())
-    for field in ("train_steps", "sweep_steps", "n_train", "n_val", "eval_batches", "n_seeds"):
+    for field in ("train_steps", "gpt2_steps", "sweep_steps", "n_train", "n_val", "eval_batches", "n_seeds"):
         assert getattr(ci, field) <= getattr(cpu, field) <= getattr(gpu, field), field
     assert all(p.sweep_steps <= p.train_steps for p in (ci, cpu, gpu))
-    assert ci.base_model == cpu.base_model == "mini-gpt2" and gpu.base_model == "gpt2"
+    # three tiers of base model: the fast mini GPT-2, a real pretrained LM offline, real GPT-2 on a GPU
+    assert (ci.base_model, cpu.base_model, gpu.base_model) == ("mini-gpt2", "smollm2-135m", "gpt2")
+    # the build notebooks (02-04) stay on GPT-2: the mini one offline, the real one on a GPU
+    assert (ci.gpt2_model, cpu.gpt2_model, gpu.gpt2_model) == ("mini-gpt2", "mini-gpt2", "gpt2")
     # sequence length follows the tokenizer, not the hardware: the mini model's Shakespeare BPE needs more
     # tokens for a restaurant sentence than GPT-2's, yet must leave room in its 256 positions for a prefix
     assert ci.seq_len <= cpu.seq_len <= 256 - 32 and gpu.seq_len <= 1024 - 32

@@ -1,0 +1,76 @@
+"""One table of training recipes: per base model, each method's learning rate and size settings.
+
+Notebooks 05 and 06 read it, so a learning rate lives in one place. Each base model's rates come from a
+short learning-rate check on that model (the comment beside each says which), not from guesses:
+
+    recipe = recipe_for(model)                  # by the model's name, else by its family
+    recipe.lr["LoRA"], recipe.lora              # 2e-3, {"targets": ["q_proj", "v_proj"], "r": 8, "alpha": 16}
+    lora_targets(model, "qv")                   # the paper's q-and-v setting in this model's layer names
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")
+
+# The attention query and value projections, and every projection of a block, in each family's names.
+# GPT-2 fuses q|k|v into one Conv1D (`c_attn`), so its q-and-v setting is `c_attn` with `qv_only=True`.
+LORA_TARGETS = {
+    "gpt2": {"qv": {"targets": ["c_attn"], "qv_only": True}, "all": {"targets": ["c_attn", "c_proj", "c_fc"]}},
+    "llama": {"qv": {"targets": ["q_proj", "v_proj"]},
+              "all": {"targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How notebook 05 trains each method on one base model."""
+
+    lr: dict[str, float]  # per method in METHODS
+    lora: dict = field(default_factory=dict)  # keyword arguments of apply_lora
+    prefix_len: int = 10  # Li & Liang's length for E2E
+    mlp_hidden: int = 512  # their reparameterisation P = MLP(P')
+    note: str = ""  # where the numbers come from
+
+
+RECIPES: dict[str, Recipe] = {
+    "mini-gpt2": Recipe(
+        lr={"full fine-tuning": 5e-4, "prefix-tuning": 1e-2, "LoRA": 1e-2},
+        lora={"targets": ["c_attn", "c_proj", "c_fc"], "r": 16, "alpha": 32},
+        note="swept on the mini GPT-2 (600 steps, batch 16); LoRA on every layer, since attention alone cannot "
+             "learn the task on a model that does not copy (notebook 05, section 7)"),
+    "smollm2-135m": Recipe(
+        lr={"full fine-tuning": 5e-5, "prefix-tuning": 3e-3, "LoRA": 3e-3},
+        lora={"targets": ["q_proj", "v_proj"], "r": 2, "alpha": 16},
+        note="learning-rate check on SmolLM2-135M, 60 steps of batch 8, x3 steps around each rate"),
+    "gpt2": Recipe(
+        lr={"full fine-tuning": 1e-4, "prefix-tuning": 5e-4, "LoRA": 5e-4},
+        lora={"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True},
+        note="the LoRA paper's E2E setting (q and v, r=4, alpha=32); not measured here (no GPU)"),
+}
+FAMILY_DEFAULT = {"gpt2": "gpt2", "llama": "smollm2-135m"}  # recipes for a model the table does not name
+
+
+def family(model: nn.Module) -> str:
+    """``gpt2`` or ``llama``: the two families the course's methods are checked on."""
+    kind = getattr(getattr(model, "config", None), "model_type", None)
+    if kind not in LORA_TARGETS:
+        raise ValueError(f"No recipe for a {kind!r} model: the course's recipes cover {sorted(LORA_TARGETS)}.")
+    return kind
+
+
+def recipe_for(model: nn.Module) -> Recipe:
+    """The recipe for ``model``: by its short name (``mini-gpt2``, ``smollm2-135m``, ``gpt2``), else its family's."""
+    name = getattr(model, "name_or_path", "")
+    return RECIPES[name] if name in RECIPES else RECIPES[FAMILY_DEFAULT[family(model)]]
+
+
+def lora_targets(model: nn.Module, which: str = "qv") -> dict:
+    """``apply_lora`` keywords for ``which`` = ``qv`` (query and value) or ``all`` (every projection) on ``model``."""
+    options = LORA_TARGETS[family(model)]
+    if which not in options:
+        raise ValueError(f"Unknown LoRA targets {which!r}: use one of {sorted(options)}.")
+    return dict(options[which])
