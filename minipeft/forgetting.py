@@ -150,9 +150,14 @@ class Setting:
 
 
 def settings_for(profile: str | Profile | None = None) -> list[Setting]:
-    """The settings a notebook compares: fewer in ``ci`` (a smoke run), the full sweep in ``cpu`` and ``gpu``."""
-    if get_profile(profile).name == "ci":
+    """The settings a notebook compares: fewer in ``ci`` (a smoke run) and in ``cpu`` (SmolLM2-135M on 2 cores:
+    one LoRA rank per end of the range, each target set, one prefix), the full sweep in ``gpu``."""
+    name = get_profile(profile).name
+    if name == "ci":
         return [Setting("full"), Setting("lora", r=1), Setting("lora", r=64), Setting("prefix", length=10)]
+    if name == "cpu":
+        return [Setting("full"), Setting("lora", r=1), Setting("lora", r=16), Setting("lora", r=16, targets="all"),
+                Setting("prefix", length=10)]
     return [Setting("full"), *(Setting("lora", r=r) for r in (1, 4, 16, 64)), Setting("lora", r=16, targets="all"),
             Setting("prefix", length=5), Setting("prefix", length=20)]
 

@@ -44,7 +44,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", base_model="smollm2-135m", gpt2_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=120,
         gpt2_steps=600, sweep_steps=60, eval_every=40, eval_batches=4, n_train=2000, n_val=200, n_test=200,
-        n_seeds=3, max_new_tokens=40,
+        n_seeds=1, max_new_tokens=40,
         description="a laptop: real training runs of a real pretrained LM (SmolLM2-135M), offline",
     ),
     "gpu": Profile(

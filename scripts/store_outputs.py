@@ -1,0 +1,80 @@
+"""Regenerate the outputs stored in the notebooks: execute each one in place and stamp where they came from.
+
+    python scripts/store_outputs.py                          # every notebook, in the cpu profile (make outputs)
+    python scripts/store_outputs.py 05_gpt2_finetune.ipynb   # one notebook
+
+The repository's notebooks carry the outputs of a real run, so a reader on GitHub or Colab sees every method
+work before running anything. The first cell gets one line saying which profile, base model and machine made
+them, when, and how long the run took. CI (nbval, ``ci`` profile) compares only the cells marked
+``# NBVAL_CHECK_OUTPUT``, whose output does not depend on the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
+
+from minipeft.base_model import base_model_name  # noqa: E402
+from minipeft.profiles import get_profile  # noqa: E402
+
+STAMP = re.compile(r"^\*\*Stored outputs:\*\*.*$", re.MULTILINE)
+
+
+def machine() -> str:
+    """The machine in words: the GPU's name, or the CPU cores PyTorch uses."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{torch.get_num_threads()} CPU cores ({platform.machine()}), no GPU"
+
+
+def stamp(profile: str, model: str, minutes: float) -> str:
+    return (f"**Stored outputs:** the `{profile}` profile on `{model}`, {machine()}, {date.today():%-d %B %Y}, "
+            f"{minutes:.0f} min to run. `make outputs` regenerates them (`python scripts/store_outputs.py`).")
+
+
+def store(path: Path, timeout: int) -> float:
+    """Execute ``path`` in place (outputs replaced), stamp its first cell; returns the minutes it took."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": path.parent}})
+    start = time.perf_counter()
+    client.execute()
+    minutes = (time.perf_counter() - start) / 60
+    line = stamp(get_profile().name, base_model_name(), minutes)
+    intro = nb.cells[0]
+    intro.source = STAMP.sub(line, intro.source) if STAMP.search(intro.source) else f"{intro.source}\n\n{line}"
+    nbformat.write(nb, path)
+    return minutes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="file names in notebooks/ (default: all)")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MINIPEFT_PROFILE", "cpu")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    paths = [ROOT / "notebooks" / n for n in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    for path in paths:
+        print(f"{path.name}: running in the {os.environ['MINIPEFT_PROFILE']} profile ...", flush=True)
+        print(f"{path.name}: stored, {store(path, args.timeout):.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
