@@ -1,12 +1,12 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings cache colab
+.PHONY: course test setup lint solutions timings cache cache-check colab colab-check slides browser
 
 setup:
 	@bash scripts/setup.sh
 
-# Open the course in JupyterLab at the first notebook.
+# Open the course in JupyterLab: the repository root in its file browser, notebook 00 in front (--allow-root as root).
 course: setup
-	.venv/bin/jupyter lab notebooks/00_start_here.ipynb
+	@bash scripts/course.sh
 
 # Every test: unit tests and nbval over every notebook, in the small `ci` profile, offline.
 test: setup
@@ -31,3 +31,7 @@ cache: setup
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
+
+# On request only: Debian's chromium (a system package, via apt-get) for the real-browser test, tests/test_browser.py.
+browser:
+	@bash scripts/install_browser.sh
