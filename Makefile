@@ -28,6 +28,10 @@ timings: setup
 cache: setup
 	.venv/bin/python scripts/cache_offline.py
 
+# On any machine the cache was copied to: is everything there, with the network off? (make cache runs it too)
+cache-check: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check
+
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py

@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import re
+import subprocess
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -68,11 +69,32 @@ def test_cache_command_online_downloads_then_proves_the_models_load_offline(monk
     monkeypatch.setattr(cache, "hub_reachable", lambda: True)
     monkeypatch.setattr(cache, "load_hub_model", lambda name: downloaded.append(name) or (torch.nn.Linear(2, 2), None))
     monkeypatch.setattr(cache, "load_e2e", lambda split: downloaded.append(split) or [("mr", "ref")])
-    monkeypatch.setattr(cache.subprocess, "run", lambda cmd, env, check: runs.append((cmd[-1], env["HF_HUB_OFFLINE"])))
-    with redirect_stdout(io.StringIO()):
+    check = {"returncode": 0}
+    monkeypatch.setattr(cache.subprocess, "run", lambda cmd, env: runs.append((cmd[2:], env["HF_HUB_OFFLINE"]))
+                        or subprocess.CompletedProcess(cmd, check["returncode"]))
+    out = io.StringIO()
+    with redirect_stdout(out):
         assert cache.main(["--models", "gpt2", "gpt2-medium"]) == 0
     assert downloaded == ["gpt2", "gpt2-medium", "train", "validation", "test"]
-    assert runs == [("gpt2", "1"), ("gpt2-medium", "1")]
+    assert runs == [(["--check", "--models", "gpt2", "gpt2-medium"], "1")]
+    assert out.getvalue().splitlines()[-1] == (
+        "Cached. Copy ~/.cache/huggingface (or $HF_HOME) and data/cache/ to each machine that cannot download, then "
+        "check it there, offline: HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check --models gpt2 "
+        "gpt2-medium")
+    with redirect_stdout(out := io.StringIO()):
+        assert cache.main([]) == 0
+    assert out.getvalue().endswith("check it there, offline: make cache-check\n")
+    check["returncode"] = 1
+    with redirect_stdout(io.StringIO()):
+        assert cache.main([]) == 1, "make cache passed although its offline check failed"
+
+
+def test_cache_advice_is_the_check_the_instructors_guide_gives():
+    cache = _script("cache_offline")
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    assert cache.CHECK_COMMAND == "make cache-check" and f"`{cache.CHECK_COMMAND}`" in guide
+    assert re.search(r"^cache-check: setup\n\tHF_HUB_OFFLINE=1 \.venv/bin/python scripts/cache_offline\.py --check$",
+                     (ROOT / "Makefile").read_text(), flags=re.M)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
