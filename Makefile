@@ -36,6 +36,10 @@ cache-check: setup
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
 
+# By hand, with internet (skipped without): every badge's notebook and the install cell's clone address exist.
+colab-check: setup
+	.venv/bin/python scripts/colab_check.py
+
 # On request only: Debian's chromium (a system package, via apt-get) for the real-browser test, tests/test_browser.py.
 browser:
 	@bash scripts/install_browser.sh
