@@ -24,6 +24,10 @@ solutions: setup
 timings: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py
 
+# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
+slides: setup
+	.venv/bin/python scripts/build_slides.py
+
 # Before a workshop, with internet: cache GPT-2 and E2E (Hugging Face caches) and the corpus (data/cache).
 cache: setup
 	.venv/bin/python scripts/cache_offline.py

@@ -115,3 +115,28 @@ def test_workshop_guide_exists_with_both_schedules():
     for heading in ("one-day", "half-day", "the day before", "common failures"):
         assert heading in guide, f"docs/instructors.md lacks a {heading!r} section"
     assert "make cache" in guide and "make solutions" in guide
+
+
+def test_make_slides_builds_a_deck_of_several_slides_per_notebook(tmp_path):
+    build_slides = _script("build_slides")
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    with redirect_stdout(out := io.StringIO()):
+        assert build_slides.main(["--out", str(tmp_path)]) == 0
+    for notebook in notebooks:
+        deck = tmp_path / f"{notebook.stem}.slides.html"
+        assert deck.is_file(), f"make slides wrote no deck for {notebook.name}"
+        tagged = [c for c in nbformat.read(notebook, as_version=4).cells if "slides" in c.metadata.get("tags", [])]
+        slides = build_slides.count_slides(deck.read_text())
+        assert slides > 1 and slides == len(tagged), f"{deck.name}: {slides} slides for {len(tagged)} tagged cells"
+        assert f"slides: {deck} ({slides} slides)" in out.getvalue()
+    assert re.search(r"^slides: setup\n\t\.venv/bin/python scripts/build_slides\.py$", (ROOT / "Makefile").read_text(),
+                     flags=re.M)
+
+
+def test_a_notebook_without_slide_tags_says_how_to_tag_it():
+    build_slides = _script("build_slides")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# x", metadata={"tags": ["slides"]})])
+    with pytest.raises(ValueError) as err:
+        build_slides.deck_notebook(nb, "09_x.ipynb")
+    assert str(err.value) == ("09_x.ipynb: 1 cell(s) tagged 'slides'; a deck needs at least two. Tag the introduction, "
+                              "the section headings and the figures (cell metadata \"tags\").")
