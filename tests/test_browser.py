@@ -146,6 +146,7 @@ def test_notebook_runs_and_its_slider_responds_in_chromium(lab):
             page.screenshot(path=ARTIFACTS / "01_memory_calculator_before.png", full_page=True)
 
             handle, track = slider.locator(".noUi-handle"), slider.locator(".noUi-base")
+            handle.scroll_into_view_if_needed()  # the mouse can only drag what is on screen
             box, bar = handle.bounding_box(), track.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.down()
