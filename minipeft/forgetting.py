@@ -26,6 +26,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -279,6 +280,11 @@ def load_results(name: str, profile: str | Profile | None = None, results_dir: s
     path = results_path(name, results_dir)
     if not path.is_file():
         print(f"No saved results {path.name} in {path.parent}: recomputing.")
+        if "google.colab" in sys.modules:  # one runtime per notebook: another notebook's results are never here
+            print(f"On Colab each notebook runs in its own runtime, so results that another notebook saved are not "
+                  f"here, and this cell now recomputes a reduced version of them. Quick "
+                  f"path: in the other notebook's runtime download results/{path.name} (Files panel), upload it "
+                  f"here to {path.parent}/, and run this cell again.")
         return None
     record = json.loads(path.read_text())
     if record.get("profile") != profile.name:
