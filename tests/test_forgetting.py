@@ -8,7 +8,8 @@ import matplotlib
 import matplotlib.pyplot
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from conftest import make_tiny_gpt2
+from transformers import GPT2LMHeadModel
 
 from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
@@ -32,12 +33,7 @@ from minipeft.train import train
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +42,7 @@ def tokenizer():
 
 
 def tiny_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=vocab_size, bos_token_id=0,
-                     eos_token_id=0)
-    return GPT2LMHeadModel(cfg).eval()
+    return make_tiny_gpt2(seed, vocab_size=vocab_size, n_positions=256)
 
 
 @pytest.fixture(scope="module")

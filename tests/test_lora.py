@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
 from minipeft.lora import (
@@ -28,32 +28,8 @@ peft = pytest.importorskip("peft")
 ALL_GPT2 = ["c_attn", "c_proj", "c_fc"]
 
 
-def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=32, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    """SmolLM2's family in miniature: separate q/k/v projections (nn.Linear), 2 key/value heads for 4 query heads."""
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
-                                        num_key_value_heads=2, intermediate_size=48, vocab_size=101,
-                                        max_position_embeddings=32)).eval()
-
-
-@pytest.fixture(scope="module")
-def mini_gpt2():
-    from minipeft.base_model import MiniModelMissingError, load_mini_gpt2
-
-    try:
-        return load_mini_gpt2()[0]
-    except MiniModelMissingError as err:
-        pytest.skip(str(err))
-
-
 @pytest.fixture(params=["tiny", "mini"])
-def gpt2(request):
+def gpt2(request, tiny_gpt2):
     return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
 
 
@@ -83,14 +59,6 @@ def peft_twin(base: nn.Module, ours: nn.Module, targets, r: int, alpha: float, f
     assert not result.unexpected_keys
     assert not [k for k in result.missing_keys if "lora_" in k], "every peft LoRA weight must come from ours"
     return twin.eval()
-
-
-def unchanged(model: nn.Module, before: dict[str, torch.Tensor], grads: dict[str, bool]) -> bool:
-    """No LoRA layer, same parameter names, values and requires_grad as ``before``."""
-    after = model.state_dict()
-    return (not lora_layers(model) and after.keys() == before.keys()
-            and all(torch.equal(after[k], v) for k, v in before.items())
-            and grads == {n: p.requires_grad for n, p in model.named_parameters()})
 
 
 # ---- exactness against peft ---------------------------------------------------------------------------------
@@ -125,7 +93,7 @@ def test_linear_targets_match_peft(capsys):
         f"{100 * lora / (base_count + lora):.4f}"
 
 
-def test_llama_q_and_v_match_peft(tmp_path):
+def test_llama_q_and_v_match_peft(tmp_path, tiny_llama):
     """On a Llama-family model the paper's q-and-v setting is two nn.Linear targets, q_proj and v_proj; v_proj is
     narrower than q_proj under grouped-query attention (2 key/value heads x 8 = 16 outputs vs 32)."""
     base = tiny_llama()
@@ -154,7 +122,7 @@ def test_llama_q_and_v_match_peft(tmp_path):
     assert torch.allclose(merged, expected, atol=1e-5, rtol=0)
 
 
-def test_qv_only_matches_peft_equivalent_and_the_algebra():
+def test_qv_only_matches_peft_equivalent_and_the_algebra(tiny_gpt2):
     """peft cannot adapt only q and v of GPT-2's fused c_attn (q|k|v in one Conv1D). Two checks instead:
 
     1. the algebra, by hand: the c_attn output is [q + s B_q A_q x | k | v + s B_v A_v x] with k untouched;
@@ -250,7 +218,7 @@ def test_fresh_adapter_and_disabled_adapter_give_the_base_model_exactly(gpt2):
             pass
 
 
-def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first():
+def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8, dropout=0.1).train()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
@@ -263,7 +231,7 @@ def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first():
     assert model.transformer.wte.weight.grad is None
 
 
-def test_dropout_acts_on_the_lora_path_in_training_only():
+def test_dropout_acts_on_the_lora_path_in_training_only(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8, dropout=0.5)
     randomise_B(model)
     ids = tokens(model)
@@ -292,7 +260,7 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path, gpt2, qv_only):
 
 
 @pytest.mark.parametrize("qv_only", [False, True])
-def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only):
+def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only, tiny_gpt2):
     base = tiny_gpt2()
     targets = ["c_attn"] if qv_only else ALL_GPT2
     ours = apply_lora(copy.deepcopy(base), targets=targets, r=4, alpha=8, qv_only=qv_only)
@@ -310,7 +278,7 @@ def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only):
         assert torch.allclose(back(ids).logits, expected, atol=1e-5, rtol=0)
 
 
-def test_peft_options_we_do_not_implement_are_refused(tmp_path):
+def test_peft_options_we_do_not_implement_are_refused(tmp_path, tiny_gpt2, snapshot):
     base = tiny_gpt2()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -318,10 +286,10 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path):
                                                                           fan_in_fan_out=True, use_dora=True))
     dora.save_pretrained(tmp_path)
     fresh = tiny_gpt2()
-    before, grads = fresh.state_dict(), {n: p.requires_grad for n, p in fresh.named_parameters()}
+    before = snapshot(fresh)
     with pytest.raises(ValueError, match="use_dora.*PeftModel.from_pretrained"):
         load_lora(fresh, tmp_path)
-    assert unchanged(fresh, before, grads)
+    assert snapshot(fresh) == before
 
 
 @pytest.mark.parametrize("other, shapes_differ", [
@@ -329,36 +297,36 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path):
     (dict(n_layer=1), True),  # layer h.1 missing
     (dict(vocab_size=202), False),  # same layer shapes, another base model: only minipeft_adapter.json can tell
 ])
-def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, other, shapes_differ):
+def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, other, shapes_differ, tiny_gpt2, snapshot):
     model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8)
     randomise_B(model)
     save_lora(model, tmp_path)
     wrong = tiny_gpt2(**other)
-    before, grads = wrong.state_dict(), {n: p.requires_grad for n, p in wrong.named_parameters()}
+    before = snapshot(wrong)
     with pytest.raises(ValueError, match="saved for base model .* Load it onto the base model it was trained on"):
         load_lora(wrong, tmp_path)
-    assert unchanged(wrong, before, grads)
+    assert snapshot(wrong) == before
     if shapes_differ:
         (tmp_path / "minipeft_adapter.json").unlink()  # a folder written by peft: only the shapes can tell
         with pytest.raises(ValueError, match="Load it onto the base model it was trained on"):
             load_lora(wrong, tmp_path)
-        assert unchanged(wrong, before, grads)
+        assert snapshot(wrong) == before
 
 
-def test_loading_onto_another_checkpoint_of_the_same_architecture_fails(tmp_path):
+def test_loading_onto_another_checkpoint_of_the_same_architecture_fails(tmp_path, tiny_gpt2, snapshot):
     model = apply_lora(tiny_gpt2(seed=0), targets="c_attn", r=4, alpha=8)
     randomise_B(model)
     merge_lora(model)  # saving a merged model records the base weights it started from, not the merged ones
     save_lora(model, tmp_path)
     other = tiny_gpt2(seed=1)  # same configuration, other weights
-    before, grads = other.state_dict(), {n: p.requires_grad for n, p in other.named_parameters()}
+    before = snapshot(other)
     with pytest.raises(ValueError, match="same architecture, other weights"):
         load_lora(other, tmp_path)
-    assert unchanged(other, before, grads)
+    assert snapshot(other) == before
     assert lora_layers(load_lora(tiny_gpt2(seed=0), tmp_path))
 
 
-def test_load_needs_the_files_and_a_base_model(tmp_path):
+def test_load_needs_the_files_and_a_base_model(tmp_path, tiny_gpt2):
     with pytest.raises(FileNotFoundError, match="save_lora"):
         load_lora(tiny_gpt2(), tmp_path)
     with pytest.raises(ValueError, match="no LoRA layers to save"):
@@ -385,12 +353,12 @@ def test_load_needs_the_files_and_a_base_model(tmp_path):
     (dict(targets=["c_attn", "wte"]), TypeError, "'transformer.wte' is a Embedding.*nn.Linear"),
     (dict(targets=["c_fc"], qv_only=True), ValueError, "no target is named 'c_attn'"),
 ])
-def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match):
+def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match, tiny_gpt2, snapshot):
     model = tiny_gpt2()
-    before, grads = model.state_dict(), {n: p.requires_grad for n, p in model.named_parameters()}
+    before = snapshot(model)
     with pytest.raises(error, match=match):
         apply_lora(model, **{"r": 4, "alpha": 8, **kwargs})
-    assert unchanged(model, before, grads)
+    assert snapshot(model) == before
 
 
 def test_layer_checks_its_own_hyperparameters():
@@ -398,7 +366,7 @@ def test_layer_checks_its_own_hyperparameters():
         LoRALayer(nn.Linear(4, 4), r=0, alpha=1)
 
 
-def test_wrapping_twice_is_refused_and_changes_nothing():
+def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8)
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(ValueError, match="already has LoRA layers.*unload_lora"):

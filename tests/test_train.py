@@ -5,19 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from conftest import make_tiny_gpt2
+from transformers import GPT2LMHeadModel
 
 from minipeft.data import load_restaurant, make_loader
 from minipeft.train import History, count_trainable, evaluate_loss, generate_texts, perplexity, train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +36,8 @@ def loaders(tokenizer):
             make_loader(val, tokenizer, batch_size=8, max_len=128, shuffle=False))
 
 
-def tiny_model(vocab_size: int) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=128, vocab_size=vocab_size)
-    return GPT2LMHeadModel(cfg)
+def tiny_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
+    return make_tiny_gpt2(seed, vocab_size=vocab_size, n_positions=128)
 
 
 def test_full_finetune_lowers_the_loss(tokenizer, loaders):
