@@ -35,7 +35,7 @@ def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Te
 
 def peft_copy(base: torch.nn.Module, config) -> torch.nn.Module:
     """peft's model around an exact copy of ``base`` (peft edits the model it wraps)."""
-    twin = type(base)(base.config).eval()
+    twin = type(base)(base.config).to(base.dtype).eval()
     twin.load_state_dict(base.state_dict())
     return peft.get_peft_model(twin, config).eval()
 
@@ -297,3 +297,142 @@ def test_bad_inputs_fail_clearly(tiny_gpt2):
         PrefixTuningModel(base, P)
     with pytest.raises(RuntimeError, match=r"gradient checkpointing"):
         model(torch.ones(1, 4, dtype=torch.long))  # switched on after wrapping: refused at the next forward
+
+
+# ---- refused calls change nothing; hyper-parameters; damaged files; 16-bit base models -------------------------
+
+BAD_CALLS = [  # (keyword arguments, error, message): each refused before the base model is touched
+    (dict(prefix_len=True), ValueError, r"prefix_len must be a positive integer, got True"),
+    (dict(prefix_len=5.0), ValueError, r"prefix_len must be a positive integer, got 5.0"),
+    (dict(init_ids=torch.tensor([1, 2, 3])), ValueError, r"init_ids has 3 tokens; it needs at least \w+_len=5"),
+    (dict(init_ids=torch.tensor([1, 2, 3, 4, 101])), ValueError,
+     r"init_ids holds token id 101, outside this model's vocabulary \(0 to 100\).*this model's tokenizer"),
+    (dict(init_ids=torch.tensor([1, 2, -1, 4, 5])), ValueError, r"init_ids holds token id -1"),
+    (dict(init_ids=torch.rand(5)), TypeError, r"init_ids must be integer token ids.*got torch.float32"),
+]
+BAD_MLP = [
+    (dict(mlp_hidden=0), ValueError, r"mlp_hidden must be a positive integer or None, got 0\. Try 512"),
+    (dict(mlp_hidden=-4), ValueError, r"mlp_hidden must be a positive integer or None, got -4"),
+    (dict(mlp_hidden=True), ValueError, r"mlp_hidden must be a positive integer or None, got True"),
+    (dict(mlp_hidden=8.5), ValueError, r"mlp_hidden must be a positive integer or None, got 8.5"),
+    (dict(mlp_hidden=8, init_ids=torch.arange(1, 9)), ValueError, r"needs mlp_hidden=None"),
+]
+
+
+def wrap(kind: str, base, kwargs: dict):
+    length = kwargs.pop("prefix_len", P)
+    return PrefixTuningModel(base, length, **kwargs) if kind == "prefix" else PromptTuningModel(base, length, **kwargs)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("kind", "kwargs", "error", "match"),
+                         [("prefix", *bad) for bad in BAD_CALLS + BAD_MLP] + [("prompt", *bad) for bad in BAD_CALLS])
+def test_refused_construction_leaves_the_base_model_as_it_was(family, kind, kwargs, error, match, tiny, snapshot):
+    base = tiny[family]()
+    before = snapshot(base)
+    with pytest.raises(error, match=match):
+        wrap(kind, base, dict(kwargs))
+    assert snapshot(base) == before
+
+
+def damage(folder, how: str) -> str:
+    """Break a saved prefix the way a user's disk or editor might; returns the file the error must name."""
+    weights, config = folder / "prefix.safetensors", folder / "prefix_config.json"
+    if how == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:40])
+    elif how == "weights not safetensors":
+        weights.write_text("not a tensor file")
+    elif how == "no weights":
+        weights.unlink()
+    elif how == "malformed config":
+        config.write_text('{"prefix_len": 5,')
+    elif how == "config of something else":
+        config.write_text('{"r": 8}')
+    elif how == "prefix of another length":
+        config.write_text(config.read_text().replace('"prefix_len": 5', '"prefix_len": 4'))
+    return (config if "config" in how or "length" in how else weights).name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("how", ["truncated weights", "weights not safetensors", "no weights", "malformed config",
+                                 "config of something else", "prefix of another length"])
+def test_a_damaged_saved_prefix_is_refused_in_one_line_naming_the_file(tmp_path, family, how, tiny, snapshot):
+    PrefixTuningModel(tiny[family](), P).save(tmp_path)
+    named = damage(tmp_path, how)
+    base = tiny[family]()
+    before = snapshot(base)
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        PrefixTuningModel.load(base, tmp_path)
+    message = str(err.value)
+    assert type(err.value) in (ValueError, FileNotFoundError)  # not json's or safetensors' own error
+    assert named in message and "\n" not in message and "save" in message
+    assert err.value.__context__ is None or err.value.__suppress_context__  # no parser traceback above it
+    assert snapshot(base) == before
+
+
+def test_loading_from_a_folder_with_no_prefix_names_what_to_do(tmp_path, tiny_gpt2, snapshot):
+    base = tiny_gpt2()
+    before = snapshot(base)
+    with pytest.raises(FileNotFoundError, match=r"prefix_config.json does not exist.*model.fold\(\).save"):
+        PrefixTuningModel.load(base, tmp_path / "nowhere")
+    assert snapshot(base) == before
+
+
+# 16-bit bases. Like peft, the trainable prefix (and soft prompt) stays in float32, where AdamW's small updates are
+# not rounded away, and is cast to the base's dtype where it meets the base (the cache, the input embeddings). Both
+# libraries then run the same 16-bit base on the same 16-bit prefix: on the CPU the logits agree bit for bit (measured
+# on 60 random configurations). Another device may sum the MLP's float32 products in another order, which can move a
+# prefix entry by one 16-bit step and the logits by a few units in their last place. These logits are below 1 in size,
+# where one unit in the last place is 2**-8 in bfloat16 (8 significant bits) and 2**-11 in float16 (11): the
+# tolerance is 4 such units, absolute and relative.
+LOW_PRECISION = {torch.bfloat16: 4 * 2.0**-8, torch.float16: 4 * 2.0**-11}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("kind", ["prefix", "prefix+mlp", "prompt"])
+def test_16_bit_base_models_work_and_agree_with_peft(family, dtype, kind, tiny):
+    base = tiny[family]().to(dtype)
+    torch.manual_seed(9)
+    if kind == "prompt":
+        ours = PromptTuningModel(base, P)
+        theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
+        with torch.no_grad():
+            theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
+    else:
+        mlp_hidden = 24 if kind == "prefix+mlp" else None
+        ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
+        theirs = peft_copy(base, peft.PrefixTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
+            encoder_hidden_size=mlp_hidden or base.config.hidden_size))
+        copy_prefix_into_peft(ours, theirs)
+    assert {p.dtype for p in ours.parameters() if p.requires_grad} == {torch.float32}  # as peft's
+    ids, mask = padded_batch(base.config.vocab_size)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
+    b_logits = b.logits[:, P:] if kind == "prompt" else b.logits
+    assert a.logits.dtype == dtype and a.logits.abs().max() < 1
+    tol = LOW_PRECISION[dtype]
+    torch.testing.assert_close(a.logits, b_logits, atol=tol, rtol=tol)
+    torch.testing.assert_close(a.loss.float(), b.loss.float(), atol=tol, rtol=tol)
+
+    ours.train()  # and it trains: gradients reach the float32 parameters, and a step moves them
+    ours(ids, attention_mask=mask, labels=labels).loss.backward()
+    trained = [p for p in ours.parameters() if p.requires_grad]
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and p.grad.abs().sum() > 0 for p in trained)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_16_bit_prefix_from_real_words_generates_and_round_trips(tmp_path, family, dtype, tiny):
+    base = tiny[family]().to(dtype)
+    model = PrefixTuningModel(base, P, init_ids=torch.arange(1, P + 1))
+    prompt = PromptTuningModel(tiny[family]().to(dtype), P, init_ids=torch.arange(1, P + 1))
+    ids = torch.tensor([[5, 17, 3]])
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
+    assert prompt.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
+    model.save(tmp_path)
+    loaded = PrefixTuningModel.load(tiny[family]().to(dtype), tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
