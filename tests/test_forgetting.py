@@ -26,7 +26,8 @@ from minipeft.forgetting import (
     summarize,
     text_blocks,
 )
-from minipeft.lora import apply_lora, disable_lora, save_lora
+from minipeft.lora import apply_lora, disable_lora
+from minipeft.lora_files import save_lora
 from minipeft.multitask import AdapterBank
 from minipeft.train import train
 
