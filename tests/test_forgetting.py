@@ -17,6 +17,7 @@ from minipeft.forgetting import (
     Setting,
     format_summary,
     general_perplexity,
+    learning_rate,
     load_results,
     plot_learn_forget,
     probe_texts,
@@ -29,6 +30,7 @@ from minipeft.forgetting import (
 from minipeft.lora import apply_lora, disable_lora
 from minipeft.lora_files import save_lora
 from minipeft.multitask import AdapterBank
+from minipeft.recipes import RECIPES
 from minipeft.train import train
 
 matplotlib.use("Agg")
@@ -93,6 +95,14 @@ def test_fresh_adapters_leave_perplexity_and_probes_unchanged(tokenizer):
     assert general_perplexity(lora, blocks) == general_perplexity(base, blocks)
     assert probe_texts(lora, tokenizer, max_new_tokens=5) == probe_texts(base, tokenizer, max_new_tokens=5)
     assert len(probe_texts(base, tokenizer, ["a", "b c"], max_new_tokens=3)) == 2
+
+
+def test_learning_rates_are_the_recipes_of_notebook_05():
+    for base_model, recipe in RECIPES.items():
+        rates = [learning_rate(Setting(m), base_model) for m in ("full", "lora", "prefix")]
+        assert rates == [recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
+    with pytest.raises(ValueError, match="No recipe for base model 'gpt2-xl'"):
+        learning_rate(Setting("full"), "gpt2-xl")
 
 
 def test_settings_validate_and_label_themselves():
