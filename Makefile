@@ -1,12 +1,12 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings cache colab
+.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides browser
 
 setup:
 	@bash scripts/setup.sh
 
-# Open the course in JupyterLab at the first notebook.
+# Open the course in JupyterLab: the repository root in its file browser, notebook 00 in front (--allow-root as root).
 course: setup
-	.venv/bin/jupyter lab notebooks/00_start_here.ipynb
+	@bash scripts/course.sh
 
 # Every test: unit tests and nbval over every notebook, in the small `ci` profile, offline.
 test: setup
@@ -24,10 +24,31 @@ solutions: setup
 timings: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py
 
+# Regenerate the outputs stored in the notebooks: each run top to bottom in the cpu profile (MINIPEFT_PROFILE
+# picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
+outputs: setup
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
+
+# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
+slides: setup
+	.venv/bin/python scripts/build_slides.py
+
 # Before a workshop, with internet: cache GPT-2 and E2E (Hugging Face caches) and the corpus (data/cache).
 cache: setup
 	.venv/bin/python scripts/cache_offline.py
 
+# On any machine the cache was copied to: is everything there, with the network off? (make cache runs it too)
+cache-check: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check
+
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
+
+# By hand, with internet (skipped without): every badge's notebook and the install cell's clone address exist.
+colab-check: setup
+	.venv/bin/python scripts/colab_check.py
+
+# On request only: Debian's chromium (a system package, via apt-get) for the real-browser test, tests/test_browser.py.
+browser:
+	@bash scripts/install_browser.sh

@@ -5,18 +5,9 @@ live in one module per idea (``data``, ``train``, ``metrics``, ``memory``, ``ran
 """
 
 from .base_model import gpt2_tokenizer, load_base_model, load_mini_gpt2
-from .lora import (
-    LoRALayer,
-    apply_lora,
-    disable_lora,
-    load_lora,
-    lora_layers,
-    merge_lora,
-    print_trainable_parameters,
-    save_lora,
-    unload_lora,
-    unmerge_lora,
-)
+from .lora import LoRALayer, apply_lora, disable_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
+from .lora_files import load_lora, save_lora
+from .memory import print_trainable_parameters
 from .notebook import seed_everything, setup_notebook
 from .prefix import PrefixTuningModel, PromptTuningModel
 from .profiles import PROFILES, Profile, get_device, get_profile

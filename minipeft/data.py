@@ -5,7 +5,8 @@ sentence ("The Eagle is a pub by the riverside."). Three sources give the same `
 
 - ``load_restaurant(split)``: the course's own offline set, made by :func:`generate_restaurants`
   (seeded, same eight slots, committed under ``data/restaurants``; rebuild with ``python -m minipeft.data``);
-- ``load_e2e(split)``: the real E2E NLG data from the Hugging Face Hub (needs internet);
+- ``load_e2e(split)``: the real E2E NLG data from the Hugging Face Hub (or, offline, from the cache that
+  ``make cache`` filled);
 - ``load_e2e_csv(path)``: a local copy of E2E in its original ``mr,ref`` CSV format.
 
 ``make_loader`` turns pairs into batches for a causal LM: ``MR || text<eos>``, with labels -100 on the
@@ -148,27 +149,60 @@ def load_e2e_csv(path: str | Path, n: int | None = None) -> list[Pair]:
     return check_pairs(pairs[:n] if n else pairs, source=str(path))
 
 
-def load_e2e(split: str, n: int | None = None) -> list[Pair]:
+def load_e2e(split: str, n: int | None = None, cache_dir: str | Path | None = None) -> list[Pair]:
     """Real E2E NLG from the Hugging Face Hub, as ``(mr, ref)`` pairs (42,061 / 4,672 / 4,693 rows).
 
     The Hub copy (``tuetschek/e2e_nlg``) keeps an old loading script on its main branch, which
     ``datasets`` 4+ no longer runs; its Parquet export (revision ``refs/convert/parquet``) loads as plain
-    files. Raises ``ConnectionError`` naming the offline alternatives when the Hub cannot be reached.
+    files. Offline (``HF_HUB_OFFLINE=1``, or the Hub unreachable) it reads the copy that ``make cache`` left in
+    the ``datasets`` cache (``cache_dir``, default ``$HF_DATASETS_CACHE``, i.e. ``~/.cache/huggingface/datasets``);
+    with no such copy it raises ``ConnectionError`` naming the offline alternatives.
     """
     from .base_model import hub_offline, hub_reachable
 
     _check_split(split)
     if hub_offline() or not hub_reachable():
-        raise ConnectionError(
-            f"The Hugging Face Hub is unreachable, so the real E2E data ({E2E_HUB_ID}) cannot be downloaded. "
-            "Use the offline set (`load_restaurant(split)`) or a local copy (`load_e2e_csv(path)`)."
-        )
+        pairs = _cached_e2e(split, cache_dir)
+        if pairs is None:
+            raise ConnectionError(
+                f"The Hugging Face Hub is unreachable and the datasets cache ({_e2e_cache_root(cache_dir)}) has no "
+                f"copy of the real E2E data ({E2E_HUB_ID}), so it cannot be loaded. Run `make cache` where there is "
+                "internet (and copy the Hugging Face cache here), or use the offline set (`load_restaurant(split)`) "
+                "or a local copy (`load_e2e_csv(path)`)."
+            )
+        return check_pairs(pairs[:n] if n else pairs, source=f"cached E2E {split} split")
     from datasets import load_dataset
 
     rows = load_dataset(E2E_HUB_ID, revision=E2E_HUB_REVISION, split=split,
-                        data_files={s: f"default/{s}/*.parquet" for s in SPLITS})
+                        data_files={s: f"default/{s}/*.parquet" for s in SPLITS},
+                        cache_dir=str(cache_dir) if cache_dir else None)
     pairs = list(zip(rows["meaning_representation"], rows["human_reference"]))
     return check_pairs(pairs[:n] if n else pairs, source=f"E2E {split} split")
+
+
+def _e2e_cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where ``datasets`` keeps E2E once downloaded: ``<cache>/tuetschek___e2e_nlg``."""
+    import datasets
+
+    return Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser() / E2E_HUB_ID.replace("/", "___")
+
+
+def _cached_e2e(split: str, cache_dir: str | Path | None = None) -> list[Pair] | None:
+    """The split's pairs from the newest E2E copy in the ``datasets`` cache, read from its Arrow files; else None.
+
+    ``datasets``' own offline mode cannot be used: the download passes ``data_files``, so the cache folder is named
+    ``default-<hash>`` and ``load_dataset`` offline, which looks for the folder ``default``, does not find it.
+    """
+    import datasets
+
+    name = E2E_HUB_ID.split("/")[-1]  # the Arrow files are <name>-<split>.arrow, or sharded <name>-<split>-*-of-*.arrow
+    folders = {path.parent for path in _e2e_cache_root(cache_dir).glob(f"**/{name}-{split}*.arrow")}
+    for folder in sorted(folders, key=lambda folder: folder.stat().st_mtime, reverse=True):
+        shards = sorted(folder.glob(f"{name}-{split}.arrow")) or sorted(folder.glob(f"{name}-{split}-*-of-*.arrow"))
+        if shards and (folder / "dataset_info.json").is_file():
+            rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(shard)) for shard in shards])
+            return list(zip(rows["meaning_representation"], rows["human_reference"]))
+    return None
 
 
 def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tuple[list[Pair], str]:

@@ -23,28 +23,34 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
+from datasets import load_dataset
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .corpus import heldout_text
 from .lora import apply_lora
+from .memory import count_parameters
+from .metrics import perplexity, slot_error_rate
 from .paths import REPO_ROOT
 from .prefix import PrefixTuningModel
 from .profiles import Profile, get_profile
 from .recipes import LORA_TARGETS, RECIPES, lora_targets
-from .train import count_trainable, evaluate_loss, generate_texts, model_device, train
+from .train import continuations, evaluate_loss, generate_texts, train
 
 RESULTS_DIR = Path(os.environ.get("MINIPEFT_RESULTS_DIR", REPO_ROOT / "results"))
 PROBES = ("The king hath", "I pray you, sir,", "What is the matter", "Good morrow, my lord.")
 WIKITEXT = ("Salesforce/wikitext", "wikitext-2-raw-v1")
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix-tuning"}  # as minipeft.recipes names them
 
 
 # ----------------------------------------------------------------------------- general-English perplexity
@@ -54,14 +60,10 @@ def general_text(profile: str | Profile | None = None) -> tuple[str, str]:
     The offline mini GPT-2 gets its held-out plays (:func:`minipeft.corpus.heldout_text`); real GPT-2 gets
     WikiText-2's test split from the Hub, falling back to the held-out plays (with a clear source name) offline.
     """
-    from .corpus import heldout_text
-
     profile = get_profile(profile)
     if profile.base_model == "mini-gpt2":
         return heldout_text(), "held-out Shakespeare (Macbeth, Twelfth Night): never in the mini GPT-2's pretraining"
     try:
-        from datasets import load_dataset
-
         rows = load_dataset(*WIKITEXT, split="test")["text"]
         return "".join(rows), "WikiText-2 test split (Wikipedia articles)"
     except Exception as err:  # offline, or the Hub refused: say so in one line, not a traceback
@@ -81,36 +83,17 @@ def text_blocks(text: str, tokenizer, block_len: int, n_blocks: int) -> torch.Te
     return torch.stack([ids[s:s + block_len] for s in starts.tolist()])
 
 
-@torch.no_grad()
 def general_perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
     """exp(mean next-token loss) of ``model`` over ``blocks`` (works for plain, LoRA and prefix models)."""
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    total, count = 0.0, 0
-    for chunk in blocks.split(batch_size):
-        ids = chunk.to(device)
-        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss
-        n = ids.numel() - ids.shape[0]  # every token but the first of each block is predicted
-        total, count = total + loss.item() * n, count + n
-    model.train(was_training)
-    return math.exp(total / count)
+    batches = ({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+               for ids in blocks.split(batch_size))
+    return perplexity(evaluate_loss(model, batches))
 
 
-@torch.no_grad()
 def probe_texts(model: nn.Module, tokenizer, prompts: Sequence[str] = PROBES, max_new_tokens: int = 20) -> list[str]:
     """Greedy continuations of fixed ``prompts``: what the model says about things other than restaurants."""
-    was_training, side = model.training, tokenizer.padding_side
-    model.eval()
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model_device(model))
-        out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        return [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
+    return continuations(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
+                         batch_size=max(1, len(prompts)))
 
 
 # ----------------------------------------------------------------------------- one method, one setting
@@ -163,13 +146,10 @@ def settings_for(profile: str | Profile | None = None) -> list[Setting]:
 
 
 def learning_rate(setting: Setting, base_model: str) -> float:
-    """Learning rates per method and base model (SmolLM2's from :mod:`minipeft.recipes`, as notebook 05's)."""
-    if base_model in ("smollm2-135m",):
-        lr = RECIPES[base_model].lr
-        return {"full": lr["full fine-tuning"], "lora": lr["LoRA"], "prefix": lr["prefix-tuning"]}[setting.method]
-    if base_model == "mini-gpt2":
-        return {"full": 5e-4, "lora": 3e-3, "prefix": 3e-3}[setting.method]
-    return {"full": 1e-4, "lora": 1e-3, "prefix": 5e-4}[setting.method]
+    """The learning rate of ``setting``'s method on ``base_model``: notebook 05's, from :mod:`minipeft.recipes`."""
+    if base_model not in RECIPES:
+        raise ValueError(f"No recipe for base model {base_model!r}; minipeft.recipes has {sorted(RECIPES)}.")
+    return RECIPES[base_model].lr[METHOD_NAMES[setting.method]]
 
 
 def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
@@ -183,8 +163,6 @@ def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val
     error rate on ``task_mrs`` when a ``tokenizer`` is given, trainable parameters and seconds per step.
     ``return_model=True`` returns ``(row, trained_model)``.
     """
-    from .metrics import slot_error_rate
-
     if before is None:
         before = {"task_loss_before": evaluate_loss(base, val_loader, eval_batches),
                   "ppl_before": general_perplexity(base, blocks)}
@@ -192,7 +170,8 @@ def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val
     history = train(model, train_loader, steps=steps, lr=lr, warmup_steps=steps // 10, seed=seed, progress=False)
     row = {"label": setting.label, **asdict(setting), "seed": seed, "steps": steps, "lr": lr, **before,
            "task_loss": evaluate_loss(model, val_loader, eval_batches), "ppl_after": general_perplexity(model, blocks),
-           "trainable": count_trainable(model), "seconds_per_step": history.median_seconds_per_step}
+           "trainable": count_parameters(model, trainable_only=True),
+           "seconds_per_step": history.median_seconds_per_step}
     row["ppl_increase_pct"] = 100 * (row["ppl_after"] / row["ppl_before"] - 1)
     if tokenizer is not None and task_mrs:
         texts = generate_texts(model, tokenizer, list(task_mrs), max_new_tokens=max_new_tokens, progress=False)
@@ -231,13 +210,10 @@ def format_summary(summary: Sequence[dict]) -> str:
 
 
 METHOD_COLORS = {"full": "tab:red", "lora": "tab:blue", "prefix": "tab:green"}
-METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix-tuning"}
 
 
 def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None):
     """Learn-vs-forget (after Biderman et al. 2024): task loss (left = learned more) against perplexity increase."""
-    import matplotlib.pyplot as plt
-
     ax = ax or plt.gca()
     for s in summary:
         ax.errorbar(s["task_loss_mean"], s["ppl_increase_pct_mean"], xerr=s["task_loss_std"],
@@ -279,6 +255,11 @@ def load_results(name: str, profile: str | Profile | None = None, results_dir: s
     path = results_path(name, results_dir)
     if not path.is_file():
         print(f"No saved results {path.name} in {path.parent}: recomputing.")
+        if "google.colab" in sys.modules:  # one runtime per notebook: another notebook's results are never here
+            print(f"On Colab each notebook runs in its own runtime, so results that another notebook saved are not "
+                  f"here, and this cell now recomputes a reduced version of them. Quick "
+                  f"path: in the other notebook's runtime download results/{path.name} (Files panel), upload it "
+                  f"here to {path.parent}/, and run this cell again.")
         return None
     record = json.loads(path.read_text())
     if record.get("profile") != profile.name:

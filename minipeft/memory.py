@@ -95,6 +95,12 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def print_trainable_parameters(model: torch.nn.Module) -> None:
+    """Print the counts in peft's format: ``trainable params: X || all params: Y || trainable%: Z``."""
+    trainable, total = count_parameters(model, trainable_only=True), count_parameters(model)
+    print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+
 def meta_parameter_count(config: GPT2Config | T5Config) -> int:
     """Build the model on the meta device (shapes only, no memory) and count its parameters."""
     model_class = T5ForConditionalGeneration if isinstance(config, T5Config) else GPT2LMHeadModel

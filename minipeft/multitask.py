@@ -16,12 +16,14 @@ takes microseconds; the outputs are exactly those of a model loaded with that on
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .lora import load_lora, lora_layers
+from .lora import lora_layers, unload_lora
+from .lora_files import load_lora
 
 
 def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -47,10 +49,6 @@ class AdapterBank:
         if isinstance(source, nn.Module):
             state = lora_state(source)
         else:  # load it onto a throwaway copy of nothing but shapes: the bank's own model's base layers
-            import copy
-
-            from .lora import unload_lora
-
             scratch = unload_lora(copy.deepcopy(self.model), merge=False)
             state = lora_state(load_lora(scratch, source))
         mine = lora_state(self.model)

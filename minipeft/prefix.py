@@ -47,9 +47,14 @@ def cache_argument(model: nn.Module) -> str:
 SUPPORTED = ("gpt2", "llama")  # model types whose per-layer cache the tests check against peft
 
 
+def _is_count(value) -> bool:
+    """A positive ``int`` (``True`` is an ``int`` in Python, but never a length)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
     """Refuse, with the fix, what cannot carry a prefix: P <= 0, an untested model type, gradient checkpointing."""
-    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or prefix_len <= 0:
+    if not _is_count(prefix_len):
         raise ValueError(f"{what}: prefix_len must be a positive integer, got {prefix_len!r}. Try 10 (the paper's).")
     kind = getattr(getattr(base, "config", None), "model_type", None)
     if kind not in SUPPORTED:
@@ -59,6 +64,29 @@ def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
             f"{kind or type(base).__name__!r} model. Load one of those, e.g. with minipeft.load_base_model()."
         )
     _refuse_checkpointing(base, what)
+
+
+def _token_ids(ids, length: int, base: nn.Module, name: str) -> torch.Tensor:
+    """The first ``length`` of ``ids`` (on the base's device), checked to be ids of the model's vocabulary."""
+    ids = torch.as_tensor(ids).flatten()
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"init_ids must be integer token ids, e.g. tokenizer(text, return_tensors='pt')"
+                        f".input_ids[0]; got {ids.dtype}.")
+    if ids.numel() < length:
+        raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least {name}={length}.")
+    embeddings = base.get_input_embeddings().weight
+    vocab = embeddings.shape[0]
+    ids = ids[:length]
+    bad = ids[(ids < 0) | (ids >= vocab)]
+    if bad.numel():
+        raise ValueError(f"init_ids holds token id {bad[0].item()}, outside this model's vocabulary (0 to "
+                         f"{vocab - 1}). Encode the text with this model's tokenizer.")
+    return ids.to(embeddings.device)
+
+
+def _param_dtype(base: nn.Module) -> torch.dtype:
+    """float32 for a 16-bit base (as peft): AdamW's small updates survive there; the base's dtype if wider."""
+    return torch.promote_types(base.get_input_embeddings().weight.dtype, torch.float32)
 
 
 def kv_shape(config) -> tuple[int, int, int]:
@@ -97,36 +125,35 @@ class PrefixTuningModel(nn.Module):
                  init_ids: torch.Tensor | None = None) -> None:
         super().__init__()
         _check_base(base, prefix_len, "PrefixTuningModel")
+        if mlp_hidden is not None and not _is_count(mlp_hidden):
+            raise ValueError(f"PrefixTuningModel: mlp_hidden must be a positive integer or None, got {mlp_hidden!r}. "
+                             f"Try 512 (the paper's), or None for a plain prefix.")
         if mlp_hidden is not None and init_ids is not None:
             raise ValueError("PrefixTuningModel: init_ids sets the prefix directly, so it needs mlp_hidden=None "
                              "(an MLP's output cannot be set to given activations).")
-        _freeze(base)
+        ids = None if init_ids is None else _token_ids(init_ids, prefix_len, base, "prefix_len")
         self.base = base
-        cfg = base.config
         self.prefix_len = prefix_len
-        self.n_layer, self.n_kv_head, self.head_dim = kv_shape(cfg)
+        self.n_layer, self.n_kv_head, self.head_dim = kv_shape(base.config)
         self.kv_dim = self.n_kv_head * self.head_dim  # GPT-2: n_embd; with grouped-query attention, less
         self.cache_arg = cache_argument(base)
-        device = base.get_input_embeddings().weight.device
+        kw = {"device": base.get_input_embeddings().weight.device, "dtype": _param_dtype(base)}
         n_out = self.n_layer * 2 * self.kv_dim  # one key and one value vector per layer, per prefix position
         if mlp_hidden is None:
-            self.prefix = nn.Parameter(torch.randn(prefix_len, n_out, device=device) * cfg.initializer_range)
+            start = torch.randn(prefix_len, n_out, **kw) * base.config.initializer_range
+            self.prefix = nn.Parameter(start if ids is None else self.activations_of(ids).to(**kw))
             self.prefix_input, self.mlp = None, None
-            if init_ids is not None:
-                self.prefix.data.copy_(self.activations_of(init_ids))
         else:  # P = MLP(P'): a small input P' of shape [P, kv_dim], widened to every layer's keys and values
             self.prefix = None
-            self.prefix_input = nn.Parameter(torch.randn(prefix_len, self.kv_dim, device=device))
+            self.prefix_input = nn.Parameter(torch.randn(prefix_len, self.kv_dim, **kw))
             self.mlp = nn.Sequential(nn.Linear(self.kv_dim, mlp_hidden), nn.Tanh(),
-                                     nn.Linear(mlp_hidden, n_out)).to(device)
+                                     nn.Linear(mlp_hidden, n_out)).to(**kw)
+        _freeze(base)  # last: a refused call above leaves the user's model as it was
 
     @torch.no_grad()
     def activations_of(self, ids: torch.Tensor) -> torch.Tensor:
         """The model's keys and values for the first ``prefix_len`` tokens of ``ids``: [P, n_layer*2*kv_dim]."""
-        ids = torch.as_tensor(ids).flatten()
-        if ids.numel() < self.prefix_len:
-            raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prefix_len={self.prefix_len}.")
-        ids = ids[: self.prefix_len].to(self.base.device).unsqueeze(0)
+        ids = _token_ids(ids, self.prefix_len, self.base, "prefix_len").unsqueeze(0)
         cache = self.base(input_ids=ids, use_cache=True).past_key_values
         rows = []
         for layer in cache.layers[: self.n_layer]:  # each [1, H_kv, P, hd] -> [P, kv_dim]
@@ -140,7 +167,8 @@ class PrefixTuningModel(nn.Module):
     def key_values(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the (key, value) prefix, each of shape [batch, n_kv_head, P, head_dim]."""
         P, L, H, hd = self.prefix_len, self.n_layer, self.n_kv_head, self.head_dim
-        kv = self.prefix_rows().view(P, L * 2, H, hd).permute(1, 2, 0, 3)  # [L*2, H, P, hd]
+        rows = self.prefix_rows().to(self.base.get_input_embeddings().weight.dtype)  # float32 meets a 16-bit base
+        kv = rows.view(P, L * 2, H, hd).permute(1, 2, 0, 3)  # [L*2, H, P, hd]
         kv = kv.unsqueeze(1).expand(L * 2, batch_size, H, P, hd)  # the same prefix for every example
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(L)]
 
@@ -218,17 +246,47 @@ class PrefixTuningModel(nn.Module):
 
     @classmethod
     def load(cls, base: PreTrainedModel, folder: str | Path) -> PrefixTuningModel:
-        """A :class:`PrefixTuningModel` on ``base`` with the prefix saved in ``folder``."""
+        """A :class:`PrefixTuningModel` on ``base`` with the prefix in ``folder``, checked before ``base`` changes."""
         folder = Path(folder)
-        saved = json.loads((folder / PREFIX_CONFIG).read_text())
+        saved, prefix = _read_prefix(folder)
         here = dict(zip(("n_layer", "n_kv_head", "head_dim"), kv_shape(base.config), strict=True))
         wrong = [f"{k}: saved {saved[k]}, model {v}" for k, v in here.items() if saved[k] != v]
         if wrong:
             raise ValueError(f"The prefix in {folder} was saved for another model shape ({'; '.join(wrong)}). "
                              f"Load it into the base model it was trained on.")
+        shape = (saved["prefix_len"], saved["n_layer"] * 2 * saved["n_kv_head"] * saved["head_dim"])
+        if tuple(prefix.shape) != shape:
+            raise ValueError(f"{folder / PREFIX_WEIGHTS} holds a prefix of shape {list(prefix.shape)}, but "
+                             f"{PREFIX_CONFIG} beside it describes {list(shape)}: the two files come from different "
+                             f"saves. Save the prefix again with model.fold().save(folder).")
         model = cls(base, saved["prefix_len"])
-        model.prefix.data.copy_(load_file(str(folder / PREFIX_WEIGHTS))["prefix"])
+        model.prefix.data.copy_(prefix)
         return model
+
+
+def _read_prefix(folder: Path) -> tuple[dict, torch.Tensor]:
+    """The saved configuration and prefix tensor, or a one-line error naming the file that is missing or damaged."""
+    config, weights = folder / PREFIX_CONFIG, folder / PREFIX_WEIGHTS
+    for path in (config, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: {folder} holds no saved prefix. Save one there with "
+                                    f"model.fold().save(folder).")
+    again = "Save the prefix again with model.fold().save(folder)."
+    try:
+        saved = json.loads(config.read_text())
+    except ValueError as err:  # invalid JSON or text
+        raise ValueError(f"{config} is not valid JSON ({err}): the file is damaged. {again}") from None
+    keys = ("prefix_len", "n_layer", "n_kv_head", "head_dim")
+    if not isinstance(saved, dict) or not all(_is_count(saved.get(k)) for k in keys):
+        raise ValueError(f"{config} does not describe a prefix (it needs the positive integers {', '.join(keys)}). "
+                         f"{again}")
+    try:
+        prefix = load_file(str(weights))["prefix"]
+    except Exception as err:  # safetensors' own error for a damaged file, or no "prefix" tensor in it
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{weights} is not a readable saved prefix ({type(err).__name__}: {reason}): the file is "
+                         f"damaged or truncated. {again}") from None
+    return saved, prefix
 
 
 class PromptTuningModel(nn.Module):
@@ -240,16 +298,13 @@ class PromptTuningModel(nn.Module):
     def __init__(self, base: PreTrainedModel, prompt_len: int, init_ids: torch.Tensor | None = None) -> None:
         super().__init__()
         _check_base(base, prompt_len, "PromptTuningModel")
-        _freeze(base)
+        ids = None if init_ids is None else _token_ids(init_ids, prompt_len, base, "prompt_len")
         self.base, self.prompt_len = base, prompt_len
         embeddings = base.get_input_embeddings().weight
-        self.prompt = nn.Parameter(torch.randn(prompt_len, embeddings.shape[1], device=embeddings.device)
-                                   * base.config.initializer_range)
-        if init_ids is not None:
-            ids = torch.as_tensor(init_ids).flatten()
-            if ids.numel() < prompt_len:
-                raise ValueError(f"init_ids has {ids.numel()} tokens; it needs at least prompt_len={prompt_len}.")
-            self.prompt.data.copy_(embeddings[ids[:prompt_len].to(embeddings.device)])
+        kw = {"device": embeddings.device, "dtype": _param_dtype(base)}
+        start = torch.randn(prompt_len, embeddings.shape[1], **kw) * base.config.initializer_range
+        self.prompt = nn.Parameter(start if ids is None else embeddings[ids].detach().to(**kw))
+        _freeze(base)  # last: a refused call above leaves the user's model as it was
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
               new_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +318,8 @@ class PromptTuningModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         tokens = self.base.get_input_embeddings()(input_ids)
-        embeds = torch.cat([self.prompt.unsqueeze(0).expand(batch, -1, -1), tokens], dim=1)
+        prompt = self.prompt.to(tokens.dtype)  # float32 meets a 16-bit base
+        embeds = torch.cat([prompt.unsqueeze(0).expand(batch, -1, -1), tokens], dim=1)
         ones = attention_mask.new_ones(batch, self.prompt_len)
         return embeds, torch.cat([ones, attention_mask], dim=1)
 

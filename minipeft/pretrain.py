@@ -26,12 +26,15 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from .corpus import HELD_OUT, train_and_heldout
+from .metrics import perplexity
 from .paths import MINI_GPT2_DIR
+from .train import evaluate_loss, evaluating, model_device
 
 EOS = "<|endoftext|>"
 MODEL_SHAPE = dict(n_layer=4, n_embd=128, n_head=4, n_positions=256)
@@ -55,25 +58,18 @@ def unigram_perplexity(train_ids: list[int], test_ids: list[int], vocab_size: in
     return math.exp(nll)
 
 
-@torch.no_grad()
 def heldout_perplexity(model: GPT2LMHeadModel, ids: torch.Tensor, seq_len: int, batch: int = 32) -> float:
-    """Mean next-token perplexity over non-overlapping windows of the held-out text."""
-    model.eval()
+    """Next-token perplexity over non-overlapping windows of the held-out text."""
     windows = ids[: len(ids) // seq_len * seq_len].view(-1, seq_len)
-    losses = [model(w, labels=w).loss.item() for w in windows.split(batch)]
-    model.train()
-    return math.exp(sum(losses) / len(losses))
+    return perplexity(evaluate_loss(model, ({"input_ids": w, "labels": w} for w in windows.split(batch))))
 
 
-@torch.no_grad()
 def copy_loss(model: GPT2LMHeadModel, vocab_size: int, length: int = 30, n: int = 16, seed: int = 0) -> float:
     """Mean loss on the second copy of a repeated random token sequence: low only if the model copies."""
-    was_training = model.training
-    model.eval()
     x = torch.randint(1, vocab_size, (n, length), generator=torch.Generator().manual_seed(seed))
-    ids = torch.cat([x, x], 1).to(next(model.parameters()).device)
-    logp = torch.log_softmax(model(ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-    model.train(was_training)
+    ids = torch.cat([x, x], 1).to(model_device(model))
+    with evaluating(model):
+        logp = torch.log_softmax(model(ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
     return -logp[:, length:].mean().item()
 
 
@@ -128,6 +124,7 @@ def extend_context(out_dir: Path = MINI_GPT2_DIR, steps: int = 400, batch_size: 
     test_ids = torch.tensor(tokenizer("\n\n".join(heldout_works))["input_ids"])
     seq_len = model.config.n_positions
     before = heldout_perplexity(model, test_ids, seq_len)
+    model.train()  # from_pretrained gives an eval-mode model; phase 2 trains with dropout, as phase 1
     generator = torch.Generator().manual_seed(seed + 1)
     optimizer, schedule = _optimizer(model, lr, steps, warmup=max(1, steps // 10))
     curve = []
@@ -181,13 +178,9 @@ def _save(model: GPT2LMHeadModel, tokenizer: GPT2TokenizerFast, log: dict, out_d
 
 
 def _plot_curve(log: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps, losses = zip(*log["train_loss_curve"])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))  # a figure without pyplot: no display backend needed, none switched
+    ax = fig.subplots()
     ax.plot(steps, losses, label="training loss")
     ax.axhline(math.log(log["unigram_perplexity"]), color="grey", ls="--", label="unigram model (held-out)")
     ax.axhline(math.log(log["heldout_perplexity"]), color="C1", ls=":", label="mini GPT-2 (held-out)")
@@ -195,7 +188,6 @@ def _plot_curve(log: dict, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

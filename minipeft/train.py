@@ -14,16 +14,21 @@ freezing is how a method says what it trains.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
+import psutil
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .metrics import perplexity  # noqa: F401  (re-exported: train.perplexity)
+from .data import prompt_text
+from .memory import count_parameters
 from .notebook import seed_everything
 
 
@@ -50,8 +55,6 @@ class History:
 
     def plot(self, ax=None, label: str | None = None, smooth: int = 10):
         """Training loss (moving average over ``smooth`` steps) and validation loss against steps."""
-        import matplotlib.pyplot as plt
-
         ax = ax or plt.gca()
         losses = torch.tensor(self.train_loss)
         k = max(1, min(smooth, len(losses)))
@@ -67,44 +70,53 @@ class History:
         return ax
 
 
-def count_trainable(model: nn.Module) -> int:
-    """Parameters the optimiser will update (``requires_grad=True``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on GPUs that support it, fp16 on older ones (e.g. a T4), none (fp32) on the CPU."""
+    """bf16 on GPUs built for it (Ampere and later), fp16 on older ones (e.g. a T4), none (fp32) on the CPU.
+
+    A T4 runs bf16 only through slow emulation, which ``torch.cuda.is_bf16_supported()`` counts as support
+    unless told not to; there the loop uses fp16 with loss scaling instead.
+    """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def evaluate_loss(model: nn.Module, loader: DataLoader, max_batches: int | None = None) -> float:
-    """Mean loss per predicted token over ``loader`` (the first ``max_batches`` batches)."""
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``with evaluating(model):`` eval mode (no dropout) and no gradients; the model's own mode afterwards."""
     was_training = model.training
     model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def evaluate_loss(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], max_batches: int | None = None) -> float:
+    """Mean loss per predicted token over ``loader`` (the first ``max_batches`` batches), in eval mode.
+
+    Any batches with ``labels`` will do (``-100`` marks tokens that are not predicted), not only a DataLoader's.
+    """
     device = model_device(model)
     dtype = autocast_dtype(device)
     total, tokens = 0.0, 0
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        batch = to_device(batch, device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = model(**batch).loss
-        n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averaged over (labels shift by 1)
-        total += loss.float().item() * n
-        tokens += n
-    model.train(was_training)
+    with evaluating(model):
+        for batch in itertools.islice(loader, max_batches):
+            batch = to_device(batch, device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = model(**batch).loss
+            n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averaged over (labels shift by 1)
+            total += loss.float().item() * n
+            tokens += n
     if tokens == 0:
         raise ValueError("evaluate_loss: the loader has no labelled tokens (is it empty?)")
     return total / tokens
@@ -119,8 +131,6 @@ def _cycle(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
 def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    import psutil
-
     return psutil.Process().memory_info().rss
 
 
@@ -157,7 +167,7 @@ def train(model: nn.Module, train_loader: DataLoader, *, steps: int, lr: float,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    history = History(trainable_params=sum(p.numel() for p in params))
+    history = History(trainable_params=count_parameters(model, trainable_only=True))
     batches = _cycle(train_loader)
     bar = tqdm(range(1, steps + 1), desc="training", disable=not progress)
     for step in bar:
@@ -190,32 +200,34 @@ def train(model: nn.Module, train_loader: DataLoader, *, steps: int, lr: float,
     return history
 
 
-@torch.no_grad()
-def generate_texts(model: nn.Module, tokenizer, mrs: list[str], *, max_new_tokens: int, batch_size: int = 16,
-                   num_beams: int = 1, progress: bool = True) -> list[str]:
-    """The model's sentence for each MR: greedy (or beam) decoding after ``MR ||`` until end-of-text.
+def continuations(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int = 16,
+                  num_beams: int = 1, progress: bool = False) -> list[str]:
+    """What the model writes after each prompt: greedy (or beam) decoding until end-of-text, prompt dropped.
 
-    Prompts are left-padded, so every row of a batch ends where its new tokens begin. Works for a
-    ``GPT2LMHeadModel`` (LoRA layers included) and for the prefix-tuning wrapper (its own ``generate``).
+    Prompts are left-padded, so every row of a batch ends where its new tokens begin. Works for a plain or
+    LoRA model and for the prefix- and prompt-tuning wrappers (their own ``generate``).
     """
-    from .data import prompt_text
-
-    was_training, side = model.training, tokenizer.padding_side
-    model.eval()
+    side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     device = model_device(model)
+    starts = range(0, len(prompts), batch_size)
     texts: list[str] = []
     try:
-        starts = range(0, len(mrs), batch_size)
-        for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
-            enc = tokenizer([prompt_text(mr) for mr in mrs[start:start + batch_size]], return_tensors="pt",
-                            padding=True).to(device)
-            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]  # drop the prompt
-            texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        with evaluating(model):
+            for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
+                enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
+                out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                new = out[:, enc["input_ids"].shape[1]:]  # drop the prompt
+                texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
-        model.train(was_training)
     return texts
+
+
+def generate_texts(model: nn.Module, tokenizer, mrs: list[str], *, max_new_tokens: int, batch_size: int = 16,
+                   num_beams: int = 1, progress: bool = True) -> list[str]:
+    """The model's sentence for each MR: :func:`continuations` of ``MR ||``."""
+    return continuations(model, tokenizer, [prompt_text(mr) for mr in mrs], max_new_tokens=max_new_tokens,
+                         batch_size=batch_size, num_beams=num_beams, progress=progress)

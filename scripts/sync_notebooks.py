@@ -6,7 +6,8 @@ tag that Colab installs from sits next to it (``[tool.minipeft.colab] ref``). Ev
 - a badge on the first line of each notebook's first (markdown) cell, linking to
   ``https://colab.research.google.com/github/<owner>/<repo>/blob/<ref>/notebooks/<file>``;
 - the first code cell of each notebook, the Colab install cell (:func:`install_cell_source`): on Colab it
-  clones the course and ``pip install -e``-s it, keeping Colab's torch; anywhere else it does nothing;
+  clones the course and ``pip install -e``-s it, keeping Colab's torch (when the clone fails it shows one line,
+  :func:`clone_failed_message`, instead of a traceback); anywhere else it does nothing;
 - the README's course table (title and time read from each notebook's first cell, badge from the address).
 
     python scripts/sync_notebooks.py          # rewrite what disagrees
@@ -80,6 +81,8 @@ def install_cell_source(root: Path = ROOT) -> str:
     requirements = textwrap.fill(", ".join(f'"{dep}"' for dep in colab_requirements(root)), width=110,
                                  initial_indent=indent, subsequent_indent=indent, break_long_words=False,
                                  break_on_hyphens=False).lstrip()
+    pieces = textwrap.wrap(clone_failed_message(url, ref), width=76, drop_whitespace=False)
+    failed = f"\n{' ' * 37}".join(f'"{piece}"' for piece in pieces)
     return f'''{INSTALL_MARKER} from pyproject.toml (edit those, not this cell).
 # On Colab it installs the course (about a minute); anywhere else it does nothing.
 import os
@@ -90,8 +93,15 @@ if "google.colab" in sys.modules:
     if not os.path.isdir("{COLAB_DIR}"):  # a clone, not `pip install git+...`: it brings data/ too
         from importlib.metadata import version
 
-        subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={ref}",
-                        "{url}", "{COLAB_DIR}"], check=True)
+        clone = subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={ref}",
+                                "{url}", "{COLAB_DIR}"],
+                               env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}})  # fail, never ask for a password
+        if clone.returncode != 0:
+            class CourseNotInstalled(Exception):
+                def _render_traceback_(self):  # Jupyter shows this one line instead of a traceback
+                    return [str(self)]
+
+            raise CourseNotInstalled({failed})
         # The course's dependencies, with torch pinned to Colab's own CUDA build so pip never reinstalls it,
         # then the course itself without dependencies (Colab keeps its jupyter and ipywidgets).
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"torch=={{version('torch')}}",
@@ -109,6 +119,13 @@ if "google.colab" in sys.modules:
         os.environ.setdefault("MINIPEFT_PROFILE", "cpu")
         print("No GPU in this Colab runtime: choose Runtime > Change runtime type > T4 GPU, then run the notebook "
               f"again. Until then the course runs in the small {{os.environ['MINIPEFT_PROFILE']}} profile.")'''
+
+
+def clone_failed_message(url: str, ref: str) -> str:
+    """The one line the Colab cell shows when ``git clone`` fails: the address it tried and what to check."""
+    return (f"Could not clone {url} (branch {ref}) into {COLAB_DIR}: check that this Colab runtime has internet "
+            f"and that the course is published at that address with that branch (the course's pyproject.toml: "
+            f"[project.urls] Repository and [tool.minipeft.colab] ref, then make colab).")
 
 
 def _source(cell: dict) -> str:

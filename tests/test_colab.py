@@ -142,7 +142,8 @@ def test_install_cell_on_colab_clones_installs_keeps_torch_and_picks_the_profile
 
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setattr(subprocess, "run",
+                        lambda cmd, **kw: calls.append((cmd, kw)) or subprocess.CompletedProcess(cmd, 0))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
     monkeypatch.delenv("MINIPEFT_PROFILE", raising=False)
@@ -160,10 +161,109 @@ def test_install_cell_on_colab_clones_installs_keeps_torch_and_picks_the_profile
     assert deps[6:] == [d for d in wanted if not d.startswith(("torch", "jupyterlab", "ipywidgets"))]
     assert package == [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", sync.COLAB_DIR]
     assert not {"-U", "--upgrade", "--force-reinstall"} & set(deps + package)
-    assert clone_kw == deps_kw == package_kw == {"check": True}
+    assert list(clone_kw) == ["env"] and clone_kw["env"]["PATH"] == os.environ["PATH"]
+    assert clone_kw["env"]["GIT_TERMINAL_PROMPT"] == "0", "git must never wait for a password"
+    assert deps_kw == package_kw == {"check": True}
     assert sys.path[0] == sync.COLAB_DIR
     if gpu:
         assert os.environ["MINIPEFT_PROFILE"] == "gpu" and "Tesla T4" in out.getvalue()
     else:
         assert os.environ["MINIPEFT_PROFILE"] == "cpu"
         assert "Runtime > Change runtime type > T4 GPU" in out.getvalue()
+
+
+def _colab_cell_with_failing_clone(monkeypatch) -> list:
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != sync.COLAB_DIR and isdir(path))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 128))
+    return calls
+
+
+def test_a_failed_clone_shows_one_line_with_the_address_and_what_to_check(monkeypatch):
+    calls = _colab_cell_with_failing_clone(monkeypatch)
+    with pytest.raises(Exception) as raised:
+        exec(compile(sync.install_cell_source(ROOT), "colab-cell", "exec"), {})
+    url, ref = sync.repository(ROOT)
+    line = (f"Could not clone {url} (branch {ref}) into /content/minipeft: check that this Colab runtime has "
+            "internet and that the course is published at that address with that branch (the course's "
+            "pyproject.toml: [project.urls] Repository and [tool.minipeft.colab] ref, then make colab).")
+    assert type(raised.value).__name__ == "CourseNotInstalled" and str(raised.value) == line
+    assert raised.value._render_traceback_() == [line], "Jupyter would show a traceback"
+    assert [cmd[:2] for cmd in calls] == [["git", "clone"]], "pip ran after the clone failed"
+
+
+def test_a_failed_clone_reads_as_one_line_in_ipython(tmp_path):
+    """The cell run by IPython, the kernel behind Jupyter and Colab: its whole output is the one line."""
+    script = tmp_path / "cell.py"
+    script.write_text(f"""import os, subprocess, sys, types
+sys.modules["google.colab"] = types.ModuleType("google.colab")
+isdir = os.path.isdir
+os.path.isdir = lambda path: path != "/content/minipeft" and isdir(path)
+subprocess.run = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 128)
+from IPython.core.interactiveshell import InteractiveShell
+InteractiveShell.instance(colors="nocolor").run_cell({sync.install_cell_source(ROOT)!r})
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    url, ref = sync.repository(ROOT)
+    assert result.stdout.strip() == sync.clone_failed_message(url, ref), result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------- make colab-check
+_colab_check_spec = importlib.util.spec_from_file_location("colab_check", ROOT / "scripts" / "colab_check.py")
+colab_check = importlib.util.module_from_spec(_colab_check_spec)
+_colab_check_spec.loader.exec_module(colab_check)
+
+
+def _colab_check(root, **fakes) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = colab_check.main([], root, **fakes)
+    return code, out.getvalue()
+
+
+def test_colab_check_skips_without_internet(tmp_path):
+    root = _course_copy(tmp_path)
+    fail = lambda *a: pytest.fail("colab-check fetched something offline")  # noqa: E731
+    assert _colab_check(root, reachable=lambda: False, exists=fail, has_ref=fail) == (0, (
+        "colab-check: skipped: github.com cannot be reached from here; run `make colab-check` where there is "
+        "internet.\n"))
+
+
+def test_colab_check_fetches_every_badge_and_the_clone_address_and_names_what_is_missing(tmp_path):
+    root = _course_copy(tmp_path)
+    fetched, asked = [], []
+    published = {"https://raw.githubusercontent.com/someone/course/v1.0/notebooks/00_intro.ipynb"}
+    code, report = _colab_check(root, reachable=lambda: True,
+                                exists=lambda url: fetched.append(url) or url in published,
+                                has_ref=lambda url, ref: asked.append((url, ref)) or True)
+    assert asked == [("https://github.com/someone/course", "v1.0")]
+    assert fetched == [f"https://raw.githubusercontent.com/someone/course/v1.0/notebooks/{name}"
+                       for name in ("00_intro.ipynb", "03_lora.ipynb")]
+    assert code == 1 and report == (
+        "MISSING badge https://colab.research.google.com/github/someone/course/blob/v1.0/notebooks/03_lora.ipynb: "
+        "https://raw.githubusercontent.com/someone/course/v1.0/notebooks/03_lora.ipynb is not there\n"
+        "colab-check: 1 of 3 addresses missing. Publish the course at https://github.com/someone/course (push branch "
+        "or tag v1.0), or set [project.urls] Repository in pyproject.toml to where it is, run `make colab` and push.\n")
+    code, report = _colab_check(root, reachable=lambda: True, exists=lambda url: True, has_ref=lambda url, ref: False)
+    assert code == 1 and report.startswith("MISSING clone address https://github.com/someone/course has no branch or "
+                                           "tag 'v1.0' (or is not a public repository)\n")
+    assert _colab_check(root, reachable=lambda: True, exists=lambda url: True, has_ref=lambda url, ref: True) == (
+        0, "colab-check: the clone address and all 2 badges answer (https://github.com/someone/course, v1.0).\n")
+
+
+def test_on_colab_a_notebook_missing_another_notebooks_results_says_so_and_offers_the_quick_path(
+        monkeypatch, tmp_path, capsys):
+    from minipeft.forgetting import load_results
+
+    assert load_results("06_forgetting", "gpu", results_dir=tmp_path) is None
+    assert capsys.readouterr().out == f"No saved results 06_forgetting.json in {tmp_path}: recomputing.\n"
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert load_results("06_forgetting", "gpu", results_dir=tmp_path) is None
+    assert capsys.readouterr().out == (
+        f"No saved results 06_forgetting.json in {tmp_path}: recomputing.\n"
+        "On Colab each notebook runs in its own runtime, so results that another notebook saved are not here, and "
+        "this cell now recomputes a reduced version of them. Quick path: in the other notebook's runtime download "
+        f"results/06_forgetting.json (Files panel), upload it here to {tmp_path}/, and run this cell again.\n")

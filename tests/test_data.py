@@ -171,10 +171,13 @@ def test_hub_loader_reads_the_parquet_export(tmp_path, monkeypatch):
     assert calls[0] == (data.E2E_HUB_ID, "refs/convert/parquet")
 
 
-def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys):
+def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys, tmp_path):
+    import datasets
+
     import minipeft.base_model as base_model
     from minipeft import data
 
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))  # no cached E2E, whatever this machine has
     monkeypatch.setattr(base_model, "hub_offline", lambda: True)
     with pytest.raises(ConnectionError, match="unreachable.*load_restaurant.*load_e2e_csv"):
         data.load_e2e("test")

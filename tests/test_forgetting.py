@@ -8,7 +8,8 @@ import matplotlib
 import matplotlib.pyplot
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from conftest import make_tiny_gpt2
+from transformers import GPT2LMHeadModel
 
 from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
@@ -16,6 +17,7 @@ from minipeft.forgetting import (
     Setting,
     format_summary,
     general_perplexity,
+    learning_rate,
     load_results,
     plot_learn_forget,
     probe_texts,
@@ -25,19 +27,16 @@ from minipeft.forgetting import (
     summarize,
     text_blocks,
 )
-from minipeft.lora import apply_lora, disable_lora, save_lora
+from minipeft.lora import apply_lora, disable_lora
+from minipeft.lora_files import save_lora
 from minipeft.multitask import AdapterBank
+from minipeft.recipes import RECIPES
 from minipeft.train import train
 
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +45,7 @@ def tokenizer():
 
 
 def tiny_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=vocab_size, bos_token_id=0,
-                     eos_token_id=0)
-    return GPT2LMHeadModel(cfg).eval()
+    return make_tiny_gpt2(seed, vocab_size=vocab_size, n_positions=256)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +95,14 @@ def test_fresh_adapters_leave_perplexity_and_probes_unchanged(tokenizer):
     assert general_perplexity(lora, blocks) == general_perplexity(base, blocks)
     assert probe_texts(lora, tokenizer, max_new_tokens=5) == probe_texts(base, tokenizer, max_new_tokens=5)
     assert len(probe_texts(base, tokenizer, ["a", "b c"], max_new_tokens=3)) == 2
+
+
+def test_learning_rates_are_the_recipes_of_notebook_05():
+    for base_model, recipe in RECIPES.items():
+        rates = [learning_rate(Setting(m), base_model) for m in ("full", "lora", "prefix")]
+        assert rates == [recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
+    with pytest.raises(ValueError, match="No recipe for base model 'gpt2-xl'"):
+        learning_rate(Setting("full"), "gpt2-xl")
 
 
 def test_settings_validate_and_label_themselves():

@@ -2,58 +2,26 @@
 
 import copy
 import json
+import re
 import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from minipeft.lora import (
-    LoRALayer,
-    apply_lora,
-    count_parameters,
-    disable_lora,
-    load_lora,
-    lora_layers,
-    merge_lora,
-    print_trainable_parameters,
-    save_lora,
-    unload_lora,
-    unmerge_lora,
-)
+from minipeft.lora import LoRALayer, apply_lora, disable_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
+from minipeft.lora_files import load_lora, save_lora
+from minipeft.memory import count_parameters, print_trainable_parameters
 
 peft = pytest.importorskip("peft")
 ALL_GPT2 = ["c_attn", "c_proj", "c_fc"]
 
 
-def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=32, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    """SmolLM2's family in miniature: separate q/k/v projections (nn.Linear), 2 key/value heads for 4 query heads."""
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
-                                        num_key_value_heads=2, intermediate_size=48, vocab_size=101,
-                                        max_position_embeddings=32)).eval()
-
-
-@pytest.fixture(scope="module")
-def mini_gpt2():
-    from minipeft.base_model import MiniModelMissingError, load_mini_gpt2
-
-    try:
-        return load_mini_gpt2()[0]
-    except MiniModelMissingError as err:
-        pytest.skip(str(err))
-
-
 @pytest.fixture(params=["tiny", "mini"])
-def gpt2(request):
+def gpt2(request, tiny_gpt2):
     return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
 
 
@@ -85,14 +53,6 @@ def peft_twin(base: nn.Module, ours: nn.Module, targets, r: int, alpha: float, f
     return twin.eval()
 
 
-def unchanged(model: nn.Module, before: dict[str, torch.Tensor], grads: dict[str, bool]) -> bool:
-    """No LoRA layer, same parameter names, values and requires_grad as ``before``."""
-    after = model.state_dict()
-    return (not lora_layers(model) and after.keys() == before.keys()
-            and all(torch.equal(after[k], v) for k, v in before.items())
-            and grads == {n: p.requires_grad for n, p in model.named_parameters()})
-
-
 # ---- exactness against peft ---------------------------------------------------------------------------------
 
 def test_conv1d_targets_match_peft(gpt2):
@@ -103,7 +63,7 @@ def test_conv1d_targets_match_peft(gpt2):
     with torch.no_grad():
         assert torch.allclose(ours(ids).logits, twin(ids).logits, atol=1e-5, rtol=0)
         assert not torch.allclose(ours(ids).logits, gpt2(ids).logits, atol=1e-3), "B != 0 must change the output"
-    assert count_parameters(ours) == (twin.get_nb_trainable_parameters())
+    assert (count_parameters(ours, trainable_only=True), count_parameters(ours)) == twin.get_nb_trainable_parameters()
 
 
 def test_linear_targets_match_peft(capsys):
@@ -125,7 +85,7 @@ def test_linear_targets_match_peft(capsys):
         f"{100 * lora / (base_count + lora):.4f}"
 
 
-def test_llama_q_and_v_match_peft(tmp_path):
+def test_llama_q_and_v_match_peft(tmp_path, tiny_llama):
     """On a Llama-family model the paper's q-and-v setting is two nn.Linear targets, q_proj and v_proj; v_proj is
     narrower than q_proj under grouped-query attention (2 key/value heads x 8 = 16 outputs vs 32)."""
     base = tiny_llama()
@@ -141,7 +101,8 @@ def test_llama_q_and_v_match_peft(tmp_path):
         assert not torch.allclose(expected, base(ids).logits, atol=1e-3), "B != 0 must change the output"
     n_lora = 2 * 4 * ((32 + 32) + (32 + 16))  # layers x r x ((in + out) of q_proj + (in + out) of v_proj)
     n_base = sum(p.numel() for p in base.parameters())
-    assert count_parameters(ours) == twin.get_nb_trainable_parameters() == (n_lora, n_base + n_lora)
+    assert (count_parameters(ours, trainable_only=True), count_parameters(ours)) == (n_lora, n_base + n_lora)
+    assert twin.get_nb_trainable_parameters() == (n_lora, n_base + n_lora)
     save_lora(ours, tmp_path / "ours")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,7 +115,7 @@ def test_llama_q_and_v_match_peft(tmp_path):
     assert torch.allclose(merged, expected, atol=1e-5, rtol=0)
 
 
-def test_qv_only_matches_peft_equivalent_and_the_algebra():
+def test_qv_only_matches_peft_equivalent_and_the_algebra(tiny_gpt2):
     """peft cannot adapt only q and v of GPT-2's fused c_attn (q|k|v in one Conv1D). Two checks instead:
 
     1. the algebra, by hand: the c_attn output is [q + s B_q A_q x | k | v + s B_v A_v x] with k untouched;
@@ -180,15 +141,15 @@ def test_qv_only_matches_peft_equivalent_and_the_algebra():
     with torch.no_grad():
         assert torch.allclose(ours(ids).logits, twin(ids).logits, atol=1e-5, rtol=0)
     per_layer = 2 * (r * d + r * d)  # q and v: each A (r x d) and B (d x r)
-    assert count_parameters(ours)[0] == base.config.n_layer * per_layer
+    assert count_parameters(ours, trainable_only=True) == base.config.n_layer * per_layer
 
 
 def test_parameter_counts_of_real_gpt2_shapes_on_meta_device():
     """GPT-2 small, full c_attn at r=8: 294,912 trainable (a number peft users know); no weights needed."""
     with torch.device("meta"):
         small, medium = GPT2LMHeadModel(GPT2Config()), GPT2LMHeadModel(GPT2Config(n_embd=1024, n_layer=24, n_head=16))
-    assert count_parameters(apply_lora(small, r=8))[0] == 294_912
-    assert count_parameters(apply_lora(medium, r=4, qv_only=True))[0] == 24 * 2 * (4 * 1024 * 2)
+    assert count_parameters(apply_lora(small, r=8), trainable_only=True) == 294_912
+    assert count_parameters(apply_lora(medium, r=4, qv_only=True), trainable_only=True) == 24 * 2 * (4 * 1024 * 2)
 
 
 # ---- merge, unmerge, disable, fresh adapters ------------------------------------------------------------------
@@ -250,7 +211,7 @@ def test_fresh_adapter_and_disabled_adapter_give_the_base_model_exactly(gpt2):
             pass
 
 
-def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first():
+def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8, dropout=0.1).train()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
@@ -263,7 +224,7 @@ def test_only_lora_parameters_train_and_B_zero_means_only_B_moves_first():
     assert model.transformer.wte.weight.grad is None
 
 
-def test_dropout_acts_on_the_lora_path_in_training_only():
+def test_dropout_acts_on_the_lora_path_in_training_only(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8, dropout=0.5)
     randomise_B(model)
     ids = tokens(model)
@@ -287,12 +248,13 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path, gpt2, qv_only):
     ids = tokens(gpt2)
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
+    assert count_parameters(loaded, trainable_only=True) == count_parameters(model, trainable_only=True)
     assert count_parameters(loaded) == count_parameters(model)
     assert all(layer.dropout.p == 0.1 for layer in lora_layers(loaded).values())
 
 
 @pytest.mark.parametrize("qv_only", [False, True])
-def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only):
+def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only, tiny_gpt2):
     base = tiny_gpt2()
     targets = ["c_attn"] if qv_only else ALL_GPT2
     ours = apply_lora(copy.deepcopy(base), targets=targets, r=4, alpha=8, qv_only=qv_only)
@@ -310,7 +272,7 @@ def test_adapters_move_between_minipeft_and_peft(tmp_path, qv_only):
         assert torch.allclose(back(ids).logits, expected, atol=1e-5, rtol=0)
 
 
-def test_peft_options_we_do_not_implement_are_refused(tmp_path):
+def test_peft_options_we_do_not_implement_are_refused(tmp_path, tiny_gpt2, snapshot):
     base = tiny_gpt2()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -318,10 +280,10 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path):
                                                                           fan_in_fan_out=True, use_dora=True))
     dora.save_pretrained(tmp_path)
     fresh = tiny_gpt2()
-    before, grads = fresh.state_dict(), {n: p.requires_grad for n, p in fresh.named_parameters()}
+    before = snapshot(fresh)
     with pytest.raises(ValueError, match="use_dora.*PeftModel.from_pretrained"):
         load_lora(fresh, tmp_path)
-    assert unchanged(fresh, before, grads)
+    assert snapshot(fresh) == before
 
 
 @pytest.mark.parametrize("other, shapes_differ", [
@@ -329,36 +291,36 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path):
     (dict(n_layer=1), True),  # layer h.1 missing
     (dict(vocab_size=202), False),  # same layer shapes, another base model: only minipeft_adapter.json can tell
 ])
-def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, other, shapes_differ):
+def test_loading_onto_a_mismatched_model_fails_and_changes_nothing(tmp_path, other, shapes_differ, tiny_gpt2, snapshot):
     model = apply_lora(tiny_gpt2(), targets=ALL_GPT2, r=4, alpha=8)
     randomise_B(model)
     save_lora(model, tmp_path)
     wrong = tiny_gpt2(**other)
-    before, grads = wrong.state_dict(), {n: p.requires_grad for n, p in wrong.named_parameters()}
+    before = snapshot(wrong)
     with pytest.raises(ValueError, match="saved for base model .* Load it onto the base model it was trained on"):
         load_lora(wrong, tmp_path)
-    assert unchanged(wrong, before, grads)
+    assert snapshot(wrong) == before
     if shapes_differ:
         (tmp_path / "minipeft_adapter.json").unlink()  # a folder written by peft: only the shapes can tell
         with pytest.raises(ValueError, match="Load it onto the base model it was trained on"):
             load_lora(wrong, tmp_path)
-        assert unchanged(wrong, before, grads)
+        assert snapshot(wrong) == before
 
 
-def test_loading_onto_another_checkpoint_of_the_same_architecture_fails(tmp_path):
+def test_loading_onto_another_checkpoint_of_the_same_architecture_fails(tmp_path, tiny_gpt2, snapshot):
     model = apply_lora(tiny_gpt2(seed=0), targets="c_attn", r=4, alpha=8)
     randomise_B(model)
     merge_lora(model)  # saving a merged model records the base weights it started from, not the merged ones
     save_lora(model, tmp_path)
     other = tiny_gpt2(seed=1)  # same configuration, other weights
-    before, grads = other.state_dict(), {n: p.requires_grad for n, p in other.named_parameters()}
+    before = snapshot(other)
     with pytest.raises(ValueError, match="same architecture, other weights"):
         load_lora(other, tmp_path)
-    assert unchanged(other, before, grads)
+    assert snapshot(other) == before
     assert lora_layers(load_lora(tiny_gpt2(seed=0), tmp_path))
 
 
-def test_load_needs_the_files_and_a_base_model(tmp_path):
+def test_load_needs_the_files_and_a_base_model(tmp_path, tiny_gpt2):
     with pytest.raises(FileNotFoundError, match="save_lora"):
         load_lora(tiny_gpt2(), tmp_path)
     with pytest.raises(ValueError, match="no LoRA layers to save"):
@@ -385,12 +347,12 @@ def test_load_needs_the_files_and_a_base_model(tmp_path):
     (dict(targets=["c_attn", "wte"]), TypeError, "'transformer.wte' is a Embedding.*nn.Linear"),
     (dict(targets=["c_fc"], qv_only=True), ValueError, "no target is named 'c_attn'"),
 ])
-def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match):
+def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match, tiny_gpt2, snapshot):
     model = tiny_gpt2()
-    before, grads = model.state_dict(), {n: p.requires_grad for n, p in model.named_parameters()}
+    before = snapshot(model)
     with pytest.raises(error, match=match):
         apply_lora(model, **{"r": 4, "alpha": 8, **kwargs})
-    assert unchanged(model, before, grads)
+    assert snapshot(model) == before
 
 
 def test_layer_checks_its_own_hyperparameters():
@@ -398,7 +360,7 @@ def test_layer_checks_its_own_hyperparameters():
         LoRALayer(nn.Linear(4, 4), r=0, alpha=1)
 
 
-def test_wrapping_twice_is_refused_and_changes_nothing():
+def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8)
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(ValueError, match="already has LoRA layers.*unload_lora"):
@@ -406,3 +368,149 @@ def test_wrapping_twice_is_refused_and_changes_nothing():
     assert model.state_dict().keys() == before.keys() and len(lora_layers(model)) == model.config.n_layer
     assert isinstance(model.transformer.h[0].attn.c_proj, Conv1D)
     assert isinstance(model.transformer.h[0].attn.c_attn, LoRALayer)
+
+
+# ---- refused calls change nothing; hyper-parameters; damaged files; peft options; 16-bit bases ------------------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(r=True), ValueError, "rank r must be a positive integer, got r=True"),
+    (dict(alpha=float("inf")), ValueError, "alpha must be > 0 and finite, got alpha=inf.*Try alpha=2\\*r"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be > 0 and finite, got alpha=nan"),
+    (dict(alpha=True), ValueError, "alpha must be > 0 and finite, got alpha=True"),
+    (dict(alpha="16"), ValueError, "alpha must be > 0 and finite, got alpha='16'"),
+    (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0, 1\), got dropout=nan"),
+    (dict(dropout=True), ValueError, r"dropout must be in \[0, 1\), got dropout=True"),
+    (dict(qv_only="yes"), TypeError, "qv_only must be True or False, got 'yes'"),
+    (dict(targets=[]), ValueError, "targets must name at least one module"),
+    (dict(targets=["c_attn", 3]), TypeError, "targets must be module names .*got 3"),
+    (dict(targets=["c_attn", "c_fc"], qv_only=True), ValueError,
+     r"qv_only=True adapts q and v inside c_attn only.*\['transformer.h.0.mlp.c_fc'.*save_lora and peft's adapter"),
+])
+def test_hyperparameters_are_checked_by_type_and_range_and_change_nothing(kwargs, error, match, tiny_gpt2, snapshot):
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises(error, match=match):
+        apply_lora(model, **{"r": 4, "alpha": 8, **kwargs})
+    assert snapshot(model) == before
+
+
+def test_every_combination_apply_lora_accepts_saves_and_loads(tmp_path, tiny_gpt2):
+    """qv_only with another target is refused above; every target set it accepts round-trips through the files."""
+    for i, kwargs in enumerate([dict(targets="c_attn", qv_only=True), dict(targets=ALL_GPT2),
+                                dict(targets=["attn.c_proj", "c_fc"])]):
+        model = apply_lora(tiny_gpt2(), r=2, alpha=4, **kwargs)
+        randomise_B(model)
+        save_lora(model, tmp_path / str(i))
+        ids = tokens(model)
+        with torch.no_grad():
+            assert torch.equal(load_lora(tiny_gpt2(), tmp_path / str(i))(ids).logits, model(ids).logits)
+
+
+DAMAGED = {"weights": "adapter_model.safetensors", "config": "adapter_config.json", "minipeft": "minipeft_adapter.json"}
+
+
+def damage_adapter(folder, how: str) -> str:
+    """Break a saved adapter the way a user's disk or editor might; returns the file the error must name."""
+    weights, config, ours = (folder / n for n in DAMAGED.values())
+    if how == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif how == "weights not safetensors":
+        weights.write_text("{}")
+    elif how == "no weights":
+        weights.unlink()
+    elif how == "malformed config":
+        config.write_text(config.read_text()[:-10])
+    elif how == "config not a LoRA config":
+        config.write_text("[1, 2]")
+    elif how == "malformed minipeft file":
+        ours.write_text("{'r': 4}")
+    return DAMAGED[next(part for part in DAMAGED if part in how)]
+
+
+@pytest.mark.parametrize("how", ["truncated weights", "weights not safetensors", "no weights", "malformed config",
+                                 "config not a LoRA config", "malformed minipeft file"])
+def test_a_damaged_adapter_is_refused_in_one_line_naming_the_file(tmp_path, how, tiny_gpt2, snapshot):
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    named = damage_adapter(tmp_path, how)
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        load_lora(model, tmp_path)
+    message = str(err.value)
+    assert type(err.value) in (ValueError, FileNotFoundError)  # not json's or safetensors' own error
+    assert named in message and "\n" not in message and "save" in message.lower()
+    assert err.value.__context__ is None or err.value.__suppress_context__  # no parser traceback above it
+    assert snapshot(model) == before
+
+
+def test_loading_from_a_folder_with_no_adapter_names_what_to_do(tmp_path, tiny_gpt2):
+    with pytest.raises(FileNotFoundError, match=r"adapter_config.json does not exist.*save_lora\(model, folder\)"):
+        load_lora(tiny_gpt2(), tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("option, named", [
+    (dict(lora_bias=True), "lora_bias=True"),  # B gets a bias: other logits if it were dropped
+    (dict(alora_invocation_tokens=[5, 6]), "alora_invocation_tokens=[5, 6]"),  # activated LoRA: only after these
+    (dict(use_rslora=True), "use_rslora=True"),  # scaling alpha / sqrt(r)
+    (dict(use_dora=True), "use_dora=True"),
+    (dict(rank_pattern={"c_attn": 4, "q_proj": 4}), "rank_pattern="),
+    (dict(layers_to_transform=[0]), "layers_to_transform=[0]"),
+    (dict(init_lora_weights="pissa"), "init_lora_weights='pissa'"),  # PiSSA changes the base weights too
+])
+def test_peft_adapters_with_options_minipeft_does_not_implement_are_refused(tmp_path, family, option, named, tiny,
+                                                                              snapshot):
+    targets, fan_in_fan_out = (["c_attn"], True) if family == "gpt2" else (["q_proj", "v_proj"], False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = peft.get_peft_model(tiny[family](), peft.LoraConfig(
+            r=2, target_modules=targets, fan_in_fan_out=fan_in_fan_out, task_type="CAUSAL_LM", **option))
+    theirs.save_pretrained(tmp_path)
+    model = tiny[family]()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=rf"adapter_config.json uses .*{re.escape(named)}.*PeftModel.from_pretrained"):
+        load_lora(model, tmp_path)
+    assert snapshot(model) == before
+
+
+def test_an_adapter_file_with_tensors_minipeft_does_not_implement_is_refused(tmp_path, tiny_gpt2, snapshot):
+    """Even when the config looks plain: a lora_B bias (lora_bias) in the weights is never dropped silently."""
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    weights = load_file(tmp_path / "adapter_model.safetensors")
+    weights["base_model.model.transformer.h.0.attn.c_attn.lora_B.bias"] = torch.ones(96)
+    save_file(weights, tmp_path / "adapter_model.safetensors")
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"'transformer.h.0.attn.c_attn.lora_B.bias'.*does not implement"):
+        load_lora(model, tmp_path)
+    assert snapshot(model) == before
+
+
+# LoRA on a 16-bit base keeps A and B in the base's dtype (as loralib); peft with autocast_adapter_dtype=False does
+# the same, and the two compute the same products in the same order, so the logits agree bit for bit on the CPU. The
+# tolerance allows another device's order of sums: 4 units in the last place of logits below 1 in size (2**-8 in
+# bfloat16, 2**-11 in float16).
+LOW_PRECISION = {torch.bfloat16: 4 * 2.0**-8, torch.float16: 4 * 2.0**-11}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_16_bit_base_models_match_peft(tmp_path, family, dtype, tiny):
+    base = tiny[family]().to(dtype)
+    targets, fan_in_fan_out = (["c_attn"], True) if family == "gpt2" else (["q_proj", "v_proj"], False)
+    ours = apply_lora(copy.deepcopy(base), targets=targets, r=4, alpha=8)
+    randomise_B(ours)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, fan_in_fan_out=fan_in_fan_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        twin = peft.get_peft_model(copy.deepcopy(base), config, autocast_adapter_dtype=False)
+    twin.load_state_dict({f"base_model.model.{n}.lora_{m}.default.weight": getattr(layer, f"lora_{m}")
+                          for n, layer in lora_layers(ours).items() for m in "AB"}, strict=False)
+    ids = tokens(base)
+    with torch.no_grad():
+        a, b = ours(ids).logits, twin.eval()(ids).logits
+    assert a.dtype == dtype and a.abs().max() < 1 and not torch.equal(a, base(ids).logits)
+    torch.testing.assert_close(a, b, atol=LOW_PRECISION[dtype], rtol=LOW_PRECISION[dtype])
+    save_lora(ours, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_lora(copy.deepcopy(base), tmp_path)(ids).logits, a)

@@ -1,5 +1,6 @@
 """Scores for E2E outputs: multi-reference BLEU and ROUGE-L, and the slot error rate on hand-made cases."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_offline_references_are_slot_perfect_and_score_themselves_perfectly():
     assert slot_error_rate(mrs, [groups[mr][0] for mr in mrs]) == 0
     scores = e2e_scores({mr: refs[0] for mr, refs in groups.items()}, groups)
     assert scores["BLEU"] == pytest.approx(100) and scores["ROUGE-L"] == pytest.approx(100)
-    assert perplexity(0.0) == 1.0
+    assert perplexity(0.0) == 1.0 and perplexity(math.log(50)) == pytest.approx(50)
 
 
 @pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")

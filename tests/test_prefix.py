@@ -6,47 +6,22 @@ key/value heads than query heads, rotary positions), the course's two kinds of b
 
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoConfig,
-    GPTNeoForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from transformers import GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
-from minipeft.base_model import MiniModelMissingError, load_base_model
 from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
 
 peft = pytest.importorskip("peft")
 
 P = 5
+FAMILIES = ["gpt2", "llama"]
 
 
-def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
-
-
-def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
-    """A random Llama with grouped-query attention: 4 query heads share 2 key/value heads of width 8."""
-    torch.manual_seed(seed)
-    config = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=48, vocab_size=101, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
-                  pad_token_id=0)
-    return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
-
-
-def mini_gpt2() -> GPT2LMHeadModel:
-    try:
-        return load_base_model("ci", device="cpu")[0]
-    except MiniModelMissingError:
-        pytest.skip("the course's mini GPT-2 (data/mini-gpt2) is not built yet")
-
-
-TINY = {"gpt2": tiny_gpt2, "llama": tiny_llama}
-BASES = {"tiny": tiny_gpt2, "mini": mini_gpt2, "llama": tiny_llama}
+@pytest.fixture(params=["tiny", "mini", "llama"])
+def any_base(request, tiny):
+    """The tiny GPT-2, the course's mini GPT-2 and the tiny Llama."""
+    if request.param == "mini":
+        return request.getfixturevalue("mini_gpt2")
+    return tiny["gpt2" if request.param == "tiny" else "llama"]()
 
 
 def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +33,9 @@ def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Te
     return ids.masked_fill(mask == 0, 0), mask
 
 
-def peft_copy(base: GPT2LMHeadModel, config) -> torch.nn.Module:
+def peft_copy(base: torch.nn.Module, config) -> torch.nn.Module:
     """peft's model around an exact copy of ``base`` (peft edits the model it wraps)."""
-    twin = type(base)(base.config).eval()
+    twin = type(base)(base.config).to(base.dtype).eval()
     twin.load_state_dict(base.state_dict())
     return peft.get_peft_model(twin, config).eval()
 
@@ -81,10 +56,9 @@ def trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("which", BASES)
 @pytest.mark.parametrize("mlp_hidden", [None, 24])
-def test_prefix_logits_equal_peft(which, mlp_hidden):
-    base = BASES[which]()
+def test_prefix_logits_equal_peft(any_base, mlp_hidden):
+    base = any_base
     torch.manual_seed(2)
     ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
     theirs = peft_copy(base, peft.PrefixTuningConfig(
@@ -105,9 +79,8 @@ def test_prefix_logits_equal_peft(which, mlp_hidden):
     assert (short_mask - a.logits).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("which", BASES)
-def test_prompt_tuning_logits_equal_peft(which):
-    base = BASES[which]()
+def test_prompt_tuning_logits_equal_peft(any_base):
+    base = any_base
     torch.manual_seed(3)
     ours = PromptTuningModel(base, P)
     theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
@@ -122,7 +95,7 @@ def test_prompt_tuning_logits_equal_peft(which):
     assert trainable(ours) == trainable(theirs) == P * base.config.hidden_size
 
 
-def test_llama_prefix_has_the_kv_heads_shape():
+def test_llama_prefix_has_the_kv_heads_shape(tiny_llama):
     """With grouped-query attention the cache holds the 2 key/value heads, not the 4 query heads."""
     model = PrefixTuningModel(tiny_llama(), P, mlp_hidden=24)
     keys, values = model.key_values(batch_size=3)[0]
@@ -131,13 +104,13 @@ def test_llama_prefix_has_the_kv_heads_shape():
     assert model.prefix_input.shape == (P, 16)  # P' is as wide as one layer's keys (peft's token_dim)
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_prefix_of_real_words_equals_those_words_in_the_input(family):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefix_of_real_words_equals_those_words_in_the_input(family, tiny):
     """Independent of peft: a prefix made of the model's own keys/values for words w must act like w typed in front.
 
     This fails if the mask covers only the real tokens, or if the real tokens are numbered from 0.
     """
-    base = TINY[family]()
+    base = tiny[family]()
     words = torch.randint(1, 101, (P,), generator=torch.Generator().manual_seed(4))
     model = PrefixTuningModel(base, P, init_ids=words)
     ids, mask = padded_batch(101)
@@ -154,9 +127,9 @@ def test_prefix_of_real_words_equals_those_words_in_the_input(family):
     assert (buggy[real] - typed[real]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_fold_changes_no_output_and_keeps_counts(family):
-    base = TINY[family]()
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fold_changes_no_output_and_keeps_counts(family, tiny):
+    base = tiny[family]()
     torch.manual_seed(5)
     model = PrefixTuningModel(base, P, mlp_hidden=24)
     n_mlp = trainable(model)
@@ -169,7 +142,7 @@ def test_fold_changes_no_output_and_keeps_counts(family):
     assert model.mlp is None and trainable(model) == P * 2 * 2 * kv_dim < n_mlp
 
 
-def test_fresh_cache_every_call():
+def test_fresh_cache_every_call(tiny_gpt2):
     model = PrefixTuningModel(tiny_gpt2(), P)
     ids, mask = padded_batch(101)
     with torch.no_grad():
@@ -185,10 +158,10 @@ def greedy_by_hand(model, ids: torch.Tensor, steps: int) -> torch.Tensor:
     return ids
 
 
-@pytest.mark.parametrize("family", TINY)
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", ["prefix", "prompt"])
-def test_generate_matches_greedy_loop_over_forward(kind, family):
-    base = TINY[family]()
+def test_generate_matches_greedy_loop_over_forward(kind, family, tiny):
+    base = tiny[family]()
     torch.manual_seed(6)
     model = PrefixTuningModel(base, P) if kind == "prefix" else PromptTuningModel(base, P)
     with torch.no_grad():  # a larger prefix, so that it visibly steers the output
@@ -200,9 +173,9 @@ def test_generate_matches_greedy_loop_over_forward(kind, family):
     assert not torch.equal(generated, plain)  # the prefix is really there while generating
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_generate_batched_left_padding_equals_one_by_one(family):
-    model = PrefixTuningModel(TINY[family](), P)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generate_batched_left_padding_equals_one_by_one(family, tiny):
+    model = PrefixTuningModel(tiny[family](), P)
     with torch.no_grad():
         model.prefix.mul_(50)
     short, long = torch.tensor([[5, 17]]), torch.tensor([[8, 9, 40, 3]])
@@ -213,7 +186,7 @@ def test_generate_batched_left_padding_equals_one_by_one(family):
     assert torch.equal(together[1], model.generate(long, max_new_tokens=5, do_sample=False)[0])
 
 
-def test_beam_search_and_several_sequences_carry_the_prefix():
+def test_beam_search_and_several_sequences_carry_the_prefix(tiny_gpt2):
     model = PrefixTuningModel(tiny_gpt2(), P)
     with torch.no_grad():
         model.prefix.mul_(50)
@@ -227,32 +200,32 @@ def test_beam_search_and_several_sequences_carry_the_prefix():
     assert sampled.shape == (4, 7) and torch.equal(sampled[::2, :3], prompts)
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_save_load_round_trip(tmp_path, family):
-    base = TINY[family]()
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_load_round_trip(tmp_path, family, tiny):
+    base = tiny[family]()
     model = PrefixTuningModel(base, P, mlp_hidden=24)
     with pytest.raises(ValueError, match=r"Fold the prefix before saving"):
         model.save(tmp_path)
     model.fold().save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prefix.safetensors", "prefix_config.json"]
-    loaded = PrefixTuningModel.load(TINY[family](), tmp_path)
+    loaded = PrefixTuningModel.load(tiny[family](), tmp_path)
     ids, mask = padded_batch(101)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits,
                                    atol=0, rtol=0)
 
 
-@pytest.mark.parametrize(("other", "named"), [(tiny_gpt2, "n_layer: saved 2, model 3"),
-                                              (tiny_gpt2, "n_kv_head: saved 4, model 2"),
-                                              (tiny_llama, "n_kv_head: saved 4, model 2")])
-def test_load_into_other_shape_fails_clearly(tmp_path, other, named):
-    PrefixTuningModel(tiny_gpt2(), P).save(tmp_path)
-    shape = dict(n_layer=3) if "n_layer" in named else dict(n_head=2) if other is tiny_gpt2 else {}
+@pytest.mark.parametrize(("other", "named"), [("gpt2", "n_layer: saved 2, model 3"),
+                                              ("gpt2", "n_kv_head: saved 4, model 2"),
+                                              ("llama", "n_kv_head: saved 4, model 2")])
+def test_load_into_other_shape_fails_clearly(tmp_path, tiny, other, named):
+    PrefixTuningModel(tiny["gpt2"](), P).save(tmp_path)
+    shape = dict(n_layer=3) if "n_layer" in named else dict(n_head=2) if other == "gpt2" else {}
     with pytest.raises(ValueError, match=rf"saved for another model shape \(.*{named}"):
-        PrefixTuningModel.load(other(**shape), tmp_path)
+        PrefixTuningModel.load(tiny[other](**shape), tmp_path)
 
 
-def test_generic_training_step_moves_only_the_prefix():
+def test_generic_training_step_moves_only_the_prefix(tiny_gpt2):
     base = tiny_gpt2()
     model = PrefixTuningModel(base, P, mlp_hidden=24)
     frozen = {k: v.clone() for k, v in base.state_dict().items()}
@@ -279,7 +252,7 @@ class CacheArgGPT2(GPT2LMHeadModel):
         return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
 
 
-def test_cache_argument_follows_the_model_signature():
+def test_cache_argument_follows_the_model_signature(tiny_gpt2):
     base = tiny_gpt2()
     renamed = CacheArgGPT2(base.config).eval()
     renamed.load_state_dict(base.state_dict())
@@ -295,7 +268,7 @@ def test_cache_argument_follows_the_model_signature():
     assert renamed.seen == "DynamicCache"
 
 
-def test_bad_inputs_fail_clearly():
+def test_bad_inputs_fail_clearly(tiny_gpt2):
     base = tiny_gpt2()
     for bad in (0, -3):
         with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
@@ -324,3 +297,142 @@ def test_bad_inputs_fail_clearly():
         PrefixTuningModel(base, P)
     with pytest.raises(RuntimeError, match=r"gradient checkpointing"):
         model(torch.ones(1, 4, dtype=torch.long))  # switched on after wrapping: refused at the next forward
+
+
+# ---- refused calls change nothing; hyper-parameters; damaged files; 16-bit base models -------------------------
+
+BAD_CALLS = [  # (keyword arguments, error, message): each refused before the base model is touched
+    (dict(prefix_len=True), ValueError, r"prefix_len must be a positive integer, got True"),
+    (dict(prefix_len=5.0), ValueError, r"prefix_len must be a positive integer, got 5.0"),
+    (dict(init_ids=torch.tensor([1, 2, 3])), ValueError, r"init_ids has 3 tokens; it needs at least \w+_len=5"),
+    (dict(init_ids=torch.tensor([1, 2, 3, 4, 101])), ValueError,
+     r"init_ids holds token id 101, outside this model's vocabulary \(0 to 100\).*this model's tokenizer"),
+    (dict(init_ids=torch.tensor([1, 2, -1, 4, 5])), ValueError, r"init_ids holds token id -1"),
+    (dict(init_ids=torch.rand(5)), TypeError, r"init_ids must be integer token ids.*got torch.float32"),
+]
+BAD_MLP = [
+    (dict(mlp_hidden=0), ValueError, r"mlp_hidden must be a positive integer or None, got 0\. Try 512"),
+    (dict(mlp_hidden=-4), ValueError, r"mlp_hidden must be a positive integer or None, got -4"),
+    (dict(mlp_hidden=True), ValueError, r"mlp_hidden must be a positive integer or None, got True"),
+    (dict(mlp_hidden=8.5), ValueError, r"mlp_hidden must be a positive integer or None, got 8.5"),
+    (dict(mlp_hidden=8, init_ids=torch.arange(1, 9)), ValueError, r"needs mlp_hidden=None"),
+]
+
+
+def wrap(kind: str, base, kwargs: dict):
+    length = kwargs.pop("prefix_len", P)
+    return PrefixTuningModel(base, length, **kwargs) if kind == "prefix" else PromptTuningModel(base, length, **kwargs)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("kind", "kwargs", "error", "match"),
+                         [("prefix", *bad) for bad in BAD_CALLS + BAD_MLP] + [("prompt", *bad) for bad in BAD_CALLS])
+def test_refused_construction_leaves_the_base_model_as_it_was(family, kind, kwargs, error, match, tiny, snapshot):
+    base = tiny[family]()
+    before = snapshot(base)
+    with pytest.raises(error, match=match):
+        wrap(kind, base, dict(kwargs))
+    assert snapshot(base) == before
+
+
+def damage(folder, how: str) -> str:
+    """Break a saved prefix the way a user's disk or editor might; returns the file the error must name."""
+    weights, config = folder / "prefix.safetensors", folder / "prefix_config.json"
+    if how == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:40])
+    elif how == "weights not safetensors":
+        weights.write_text("not a tensor file")
+    elif how == "no weights":
+        weights.unlink()
+    elif how == "malformed config":
+        config.write_text('{"prefix_len": 5,')
+    elif how == "config of something else":
+        config.write_text('{"r": 8}')
+    elif how == "prefix of another length":
+        config.write_text(config.read_text().replace('"prefix_len": 5', '"prefix_len": 4'))
+    return (config if "config" in how or "length" in how else weights).name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("how", ["truncated weights", "weights not safetensors", "no weights", "malformed config",
+                                 "config of something else", "prefix of another length"])
+def test_a_damaged_saved_prefix_is_refused_in_one_line_naming_the_file(tmp_path, family, how, tiny, snapshot):
+    PrefixTuningModel(tiny[family](), P).save(tmp_path)
+    named = damage(tmp_path, how)
+    base = tiny[family]()
+    before = snapshot(base)
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        PrefixTuningModel.load(base, tmp_path)
+    message = str(err.value)
+    assert type(err.value) in (ValueError, FileNotFoundError)  # not json's or safetensors' own error
+    assert named in message and "\n" not in message and "save" in message
+    assert err.value.__context__ is None or err.value.__suppress_context__  # no parser traceback above it
+    assert snapshot(base) == before
+
+
+def test_loading_from_a_folder_with_no_prefix_names_what_to_do(tmp_path, tiny_gpt2, snapshot):
+    base = tiny_gpt2()
+    before = snapshot(base)
+    with pytest.raises(FileNotFoundError, match=r"prefix_config.json does not exist.*model.fold\(\).save"):
+        PrefixTuningModel.load(base, tmp_path / "nowhere")
+    assert snapshot(base) == before
+
+
+# 16-bit bases. Like peft, the trainable prefix (and soft prompt) stays in float32, where AdamW's small updates are
+# not rounded away, and is cast to the base's dtype where it meets the base (the cache, the input embeddings). Both
+# libraries then run the same 16-bit base on the same 16-bit prefix: on the CPU the logits agree bit for bit (measured
+# on 60 random configurations). Another device may sum the MLP's float32 products in another order, which can move a
+# prefix entry by one 16-bit step and the logits by a few units in their last place. These logits are below 1 in size,
+# where one unit in the last place is 2**-8 in bfloat16 (8 significant bits) and 2**-11 in float16 (11): the
+# tolerance is 4 such units, absolute and relative.
+LOW_PRECISION = {torch.bfloat16: 4 * 2.0**-8, torch.float16: 4 * 2.0**-11}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("kind", ["prefix", "prefix+mlp", "prompt"])
+def test_16_bit_base_models_work_and_agree_with_peft(family, dtype, kind, tiny):
+    base = tiny[family]().to(dtype)
+    torch.manual_seed(9)
+    if kind == "prompt":
+        ours = PromptTuningModel(base, P)
+        theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
+        with torch.no_grad():
+            theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
+    else:
+        mlp_hidden = 24 if kind == "prefix+mlp" else None
+        ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
+        theirs = peft_copy(base, peft.PrefixTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
+            encoder_hidden_size=mlp_hidden or base.config.hidden_size))
+        copy_prefix_into_peft(ours, theirs)
+    assert {p.dtype for p in ours.parameters() if p.requires_grad} == {torch.float32}  # as peft's
+    ids, mask = padded_batch(base.config.vocab_size)
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
+    b_logits = b.logits[:, P:] if kind == "prompt" else b.logits
+    assert a.logits.dtype == dtype and a.logits.abs().max() < 1
+    tol = LOW_PRECISION[dtype]
+    torch.testing.assert_close(a.logits, b_logits, atol=tol, rtol=tol)
+    torch.testing.assert_close(a.loss.float(), b.loss.float(), atol=tol, rtol=tol)
+
+    ours.train()  # and it trains: gradients reach the float32 parameters, and a step moves them
+    ours(ids, attention_mask=mask, labels=labels).loss.backward()
+    trained = [p for p in ours.parameters() if p.requires_grad]
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and p.grad.abs().sum() > 0 for p in trained)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_16_bit_prefix_from_real_words_generates_and_round_trips(tmp_path, family, dtype, tiny):
+    base = tiny[family]().to(dtype)
+    model = PrefixTuningModel(base, P, init_ids=torch.arange(1, P + 1))
+    prompt = PromptTuningModel(tiny[family]().to(dtype), P, init_ids=torch.arange(1, P + 1))
+    ids = torch.tensor([[5, 17, 3]])
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
+    assert prompt.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
+    model.save(tmp_path)
+    loaded = PrefixTuningModel.load(tiny[family]().to(dtype), tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)

@@ -2,22 +2,19 @@
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from conftest import make_tiny_gpt2
+from transformers import GPT2LMHeadModel
 
 from minipeft.data import load_restaurant, make_loader
-from minipeft.train import History, count_trainable, evaluate_loss, generate_texts, perplexity, train
+from minipeft.memory import count_parameters
+from minipeft.pretrain import copy_loss, heldout_perplexity
+from minipeft.train import History, autocast_dtype, evaluate_loss, evaluating, generate_texts, train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +39,8 @@ def loaders(tokenizer):
             make_loader(val, tokenizer, batch_size=8, max_len=128, shuffle=False))
 
 
-def tiny_model(vocab_size: int) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=128, vocab_size=vocab_size)
-    return GPT2LMHeadModel(cfg)
+def tiny_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
+    return make_tiny_gpt2(seed, vocab_size=vocab_size, n_positions=128)
 
 
 def test_full_finetune_lowers_the_loss(tokenizer, loaders):
@@ -59,7 +54,8 @@ def test_full_finetune_lowers_the_loss(tokenizer, loaders):
     assert hist.val_loss[-1] < before - 1.0
     assert hist.val_loss[-1] == pytest.approx(evaluate_loss(model, val_loader))
     assert not model.training
-    assert hist.trainable_params == count_trainable(model) == sum(p.numel() for p in model.parameters())
+    n_all = sum(p.numel() for p in model.parameters())
+    assert hist.trainable_params == count_parameters(model, trainable_only=True) == n_all
     assert hist.peak_memory_bytes > 10 * 2**20  # process RSS on the CPU
     assert len(hist.seconds_per_step) == 30 and all(t > 0 for t in hist.seconds_per_step)
 
@@ -114,13 +110,12 @@ def test_clear_errors(tokenizer, loaders):
         train(model, loaders[0], steps=0, lr=1e-3, progress=False)
 
 
-def test_perplexity_and_history_plot(tokenizer, loaders):
+def test_history_plot(tokenizer, loaders):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    assert perplexity(0.0) == 1.0 and perplexity(math.log(50)) == pytest.approx(50)
     hist = History(train_loss=[3.0, 2.0, 1.5, 1.0], val_steps=[2, 4], val_loss=[2.5, 1.2])
     plt.figure()  # a fresh current figure: plot() draws on plt.gca() when no axes are given
     ax = hist.plot(label="full", smooth=2)
@@ -153,7 +148,8 @@ def test_lora_and_prefix_train_through_the_same_loop(tokenizer, loaders):
     for model in (lora, prefix):
         frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
         hist = train(model, loaders[0], steps=12, lr=1e-2, val_loader=loaders[1], progress=False)
-        assert hist.trainable_params == count_trainable(model) < sum(p.numel() for p in model.parameters()) / 5
+        n_all = sum(p.numel() for p in model.parameters())
+        assert hist.trainable_params == count_parameters(model, trainable_only=True) < n_all / 5
         assert hist.val_loss[-1] < evaluate_loss(tiny_model(len(tokenizer)), loaders[1])
         assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
         texts = generate_texts(model, tokenizer, ["name[Juniper], food[French]"], max_new_tokens=5, progress=False)
@@ -182,3 +178,33 @@ def test_mini_gpt2_trains_on_real_e2e_and_is_scored_on_human_references():
     texts = generate_texts(model, tokenizer, list(held_out), max_new_tokens=16, progress=False)
     scores = e2e_scores(dict(zip(held_out, texts)), held_out)
     assert 0 <= scores["BLEU"] <= 100 and 0 <= scores["ROUGE-L"] <= 100 and 0 <= scores["SER"] <= 1
+
+
+@pytest.mark.parametrize(("major", "expected"), [(7, torch.float16), (8, torch.bfloat16), (9, torch.bfloat16)])
+def test_autocast_uses_bf16_only_where_the_gpu_has_it(monkeypatch, major, expected):
+    """A T4 (compute capability 7.5) emulates bf16, so torch.cuda.is_bf16_supported() says True there by default;
+    the loop must pick fp16 with loss scaling on it, and bf16 from Ampere (8.x) on."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(major=major, minor=5))
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # emulation works
+    assert torch.cuda.is_bf16_supported()  # the trap: True through emulation, whatever the capability
+    assert autocast_dtype(torch.device("cuda")) == expected
+    assert autocast_dtype(torch.device("cpu")) is None
+
+
+def test_one_evaluation_helper_restores_the_mode_everywhere(tokenizer, loaders):
+    """evaluate_loss, the held-out perplexity of pretraining and the copy loss all evaluate through evaluating()."""
+    model = tiny_model(len(tokenizer)).train()
+    with evaluating(model):
+        assert not model.training and not torch.is_grad_enabled()
+    assert model.training
+    evaluate_loss(model, loaders[1])
+    ids = torch.randint(1, len(tokenizer), (100,), generator=torch.Generator().manual_seed(0))
+    ppl = heldout_perplexity(model, ids, seq_len=16, batch=4)  # 6 windows: a batch of 4, then one of 2
+    copy_loss(model, len(tokenizer))
+    assert model.training
+    with torch.no_grad():
+        model.eval()
+        losses = [model(w[None], labels=w[None]).loss.item() for w in ids[:96].view(6, 16)]
+    assert ppl == pytest.approx(math.exp(sum(losses) / 6), rel=1e-5)  # every predicted token weighs the same

@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import re
+import subprocess
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -68,11 +69,32 @@ def test_cache_command_online_downloads_then_proves_the_models_load_offline(monk
     monkeypatch.setattr(cache, "hub_reachable", lambda: True)
     monkeypatch.setattr(cache, "load_hub_model", lambda name: downloaded.append(name) or (torch.nn.Linear(2, 2), None))
     monkeypatch.setattr(cache, "load_e2e", lambda split: downloaded.append(split) or [("mr", "ref")])
-    monkeypatch.setattr(cache.subprocess, "run", lambda cmd, env, check: runs.append((cmd[-1], env["HF_HUB_OFFLINE"])))
-    with redirect_stdout(io.StringIO()):
+    check = {"returncode": 0}
+    monkeypatch.setattr(cache.subprocess, "run", lambda cmd, env: runs.append((cmd[2:], env["HF_HUB_OFFLINE"]))
+                        or subprocess.CompletedProcess(cmd, check["returncode"]))
+    out = io.StringIO()
+    with redirect_stdout(out):
         assert cache.main(["--models", "gpt2", "gpt2-medium"]) == 0
     assert downloaded == ["gpt2", "gpt2-medium", "train", "validation", "test"]
-    assert runs == [("gpt2", "1"), ("gpt2-medium", "1")]
+    assert runs == [(["--check", "--models", "gpt2", "gpt2-medium"], "1")]
+    assert out.getvalue().splitlines()[-1] == (
+        "Cached. Copy ~/.cache/huggingface (or $HF_HOME) and data/cache/ to each machine that cannot download, then "
+        "check it there, offline: HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check --models gpt2 "
+        "gpt2-medium")
+    with redirect_stdout(out := io.StringIO()):
+        assert cache.main([]) == 0
+    assert out.getvalue().endswith("check it there, offline: make cache-check\n")
+    check["returncode"] = 1
+    with redirect_stdout(io.StringIO()):
+        assert cache.main([]) == 1, "make cache passed although its offline check failed"
+
+
+def test_cache_advice_is_the_check_the_instructors_guide_gives():
+    cache = _script("cache_offline")
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    assert cache.CHECK_COMMAND == "make cache-check" and f"`{cache.CHECK_COMMAND}`" in guide
+    assert re.search(r"^cache-check: setup\n\tHF_HUB_OFFLINE=1 \.venv/bin/python scripts/cache_offline\.py --check$",
+                     (ROOT / "Makefile").read_text(), flags=re.M)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -93,3 +115,28 @@ def test_workshop_guide_exists_with_both_schedules():
     for heading in ("one-day", "half-day", "the day before", "common failures"):
         assert heading in guide, f"docs/instructors.md lacks a {heading!r} section"
     assert "make cache" in guide and "make solutions" in guide
+
+
+def test_make_slides_builds_a_deck_of_several_slides_per_notebook(tmp_path):
+    build_slides = _script("build_slides")
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    with redirect_stdout(out := io.StringIO()):
+        assert build_slides.main(["--out", str(tmp_path)]) == 0
+    for notebook in notebooks:
+        deck = tmp_path / f"{notebook.stem}.slides.html"
+        assert deck.is_file(), f"make slides wrote no deck for {notebook.name}"
+        tagged = [c for c in nbformat.read(notebook, as_version=4).cells if "slides" in c.metadata.get("tags", [])]
+        slides = build_slides.count_slides(deck.read_text())
+        assert slides > 1 and slides == len(tagged), f"{deck.name}: {slides} slides for {len(tagged)} tagged cells"
+        assert f"slides: {deck} ({slides} slides)" in out.getvalue()
+    assert re.search(r"^slides: setup\n\t\.venv/bin/python scripts/build_slides\.py$", (ROOT / "Makefile").read_text(),
+                     flags=re.M)
+
+
+def test_a_notebook_without_slide_tags_says_how_to_tag_it():
+    build_slides = _script("build_slides")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# x", metadata={"tags": ["slides"]})])
+    with pytest.raises(ValueError) as err:
+        build_slides.deck_notebook(nb, "09_x.ipynb")
+    assert str(err.value) == ("09_x.ipynb: 1 cell(s) tagged 'slides'; a deck needs at least two. Tag the introduction, "
+                              "the section headings and the figures (cell metadata \"tags\").")

@@ -1,0 +1,85 @@
+"""Fixtures the test files share: tiny random models of the course's two families, and a model's state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from minipeft.base_model import MiniModelMissingError, load_mini_gpt2
+
+
+def make_tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
+    """A random 2-layer GPT-2, 32 wide, 101 tokens (id 0 is bos/eos), in eval mode."""
+    torch.manual_seed(seed)
+    config = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+def make_tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
+    """SmolLM2's family in miniature: grouped-query attention (4 query heads share 2 key/value heads of width 8)."""
+    torch.manual_seed(seed)
+    config = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=48, vocab_size=101, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
+                  pad_token_id=0)
+    return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+
+
+TINY = {"gpt2": make_tiny_gpt2, "llama": make_tiny_llama}
+
+
+@pytest.fixture
+def tiny_gpt2() -> Callable[..., GPT2LMHeadModel]:
+    return make_tiny_gpt2
+
+
+@pytest.fixture
+def tiny_llama() -> Callable[..., LlamaForCausalLM]:
+    return make_tiny_llama
+
+
+@pytest.fixture
+def tiny() -> dict[str, Callable[..., nn.Module]]:
+    """The two tiny-model factories by family: ``tiny["gpt2"]()``, ``tiny["llama"](seed=1)``."""
+    return TINY
+
+
+@pytest.fixture
+def mini_gpt2() -> GPT2LMHeadModel:
+    """A fresh copy of the course's offline mini GPT-2 (skips when it is not built)."""
+    try:
+        return load_mini_gpt2()[0]
+    except MiniModelMissingError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Snapshot:
+    """Everything a refused call must leave as it was: values, ``requires_grad``, module types and modes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.values = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.grads = {n: p.requires_grad for n, p in model.named_parameters()}
+        self.modules = {n: (type(m), m.training) for n, m in model.named_modules()}
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Snapshot) and self.values.keys() == other.values.keys()
+                and all(torch.equal(v, other.values[k]) for k, v in self.values.items())
+                and self.grads == other.grads and self.modules == other.modules)
+
+
+@pytest.fixture
+def snapshot() -> Callable[[nn.Module], Snapshot]:
+    """``before = snapshot(model)``; after a refused call, ``assert snapshot(model) == before``."""
+    return Snapshot
