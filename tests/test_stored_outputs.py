@@ -21,7 +21,8 @@ def cells(path: Path) -> list[dict]:
 
 
 def text_of(cell: dict) -> str:
-    return "".join("".join(out.get("text", "")) for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    streams = [out for out in cell.get("outputs", []) if out.get("output_type") == "stream"]
+    return "".join("".join(out.get("text", "")) for out in streams)
 
 
 def stored(path: Path) -> tuple[str, str]:
