@@ -1,7 +1,7 @@
 """One table of training recipes: per base model, each method's learning rate and size settings.
 
-Notebooks 05 and 06 read it, so a learning rate lives in one place. Each base model's rates come from a
-short learning-rate check on that model (the comment beside each says which), not from guesses:
+Notebooks 05 and 06 read it, so a learning rate lives in one place. Each recipe's ``note`` says where its
+rates come from; ``scripts/lr_check.py`` tries rates around them on the base model:
 
     recipe = recipe_for(model)                  # by the model's name, else by its family
     recipe.lr["LoRA"], recipe.lora              # 2e-3, {"targets": ["q_proj", "v_proj"], "r": 8, "alpha": 16}
@@ -45,7 +45,8 @@ RECIPES: dict[str, Recipe] = {
     "smollm2-135m": Recipe(
         lr={"full fine-tuning": 5e-5, "prefix-tuning": 3e-3, "LoRA": 3e-3},
         lora={"targets": ["q_proj", "v_proj"], "r": 2, "alpha": 16},
-        note="learning-rate check on SmolLM2-135M, 60 steps of batch 8, x3 steps around each rate"),
+        note="not tuned: usual rates for a model of this size (full 5e-5, adapters 3e-3); scripts/lr_check.py "
+             "checks rates around them"),
     "gpt2": Recipe(
         lr={"full fine-tuning": 1e-4, "prefix-tuning": 5e-4, "LoRA": 5e-4},
         lora={"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True},
