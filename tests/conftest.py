@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -83,3 +87,20 @@ class Snapshot:
 def snapshot() -> Callable[[nn.Module], Snapshot]:
     """``before = snapshot(model)``; after a refused call, ``assert snapshot(model) == before``."""
     return Snapshot
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for a JupyterLab the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True``, and every process it started: TERM, then KILL."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

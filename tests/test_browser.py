@@ -10,8 +10,6 @@ extra); it never downloads a browser.
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -58,11 +57,6 @@ def _chromium_or_skip() -> Path:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def lab(tmp_path):
@@ -75,7 +69,7 @@ def lab(tmp_path):
                                      ("notebook-extension", "tracker", '{"autoStartDefaultKernel": true}')]:
         (settings / extension).mkdir(parents=True, exist_ok=True)  # no news pop-up, no kernel dialog
         (settings / extension / f"{plugin}.jupyterlab-settings").write_text(value)
-    port, token = _free_port(), os.urandom(12).hex()
+    port, token = free_port(), os.urandom(12).hex()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
@@ -100,12 +94,7 @@ def lab(tmp_path):
                 time.sleep(0.5)
         yield url, token
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         log.close()
 
 

@@ -4,8 +4,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +145,7 @@ def test_course_passes_allow_root_only_as_root(tmp_path, uid):
 def test_course_serves_the_repository_root_with_notebook_00_in_front(tmp_path):
     """`make course`'s own command, as whoever runs the tests (root here in CI): the contents API sees README.md
     and the notebook, and the page JupyterLab opens is notebook 00."""
-    port, token = _free_port(), os.urandom(12).hex()
+    port, token = free_port(), os.urandom(12).hex()
     runtime = tmp_path / "runtime"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER": str(Path(sys.executable).parent / "jupyter")}
@@ -175,19 +174,9 @@ def test_course_serves_the_repository_root_with_notebook_00_in_front(tmp_path):
         opened = [p.read_text() for p in runtime.glob("jpserver-file-to-run-*-open.html")]
         assert opened and f"/lab/tree/notebooks/00_start_here.ipynb?token={token}" in opened[0]
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         log.close()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("uid, has_sudo", [(0, False), (1000, True), (1000, False)], ids=["root", "sudo", "neither"])
