@@ -176,6 +176,13 @@ def slot_error_rate(mrs: Sequence[str], texts: Sequence[str]) -> float:
     return wrong / total
 
 
+def name_rate(mrs: Sequence[str], texts: Sequence[str]) -> float:
+    """Fraction of the texts that name their MR's restaurant right (the one slot every sentence must copy)."""
+    if len(mrs) != len(texts) or not mrs:
+        raise ValueError(f"{len(mrs)} MRs but {len(texts)} texts: give one text per MR, at least one")
+    return sum("name" not in slot_errors(mr, text) for mr, text in zip(mrs, texts)) / len(mrs)
+
+
 def e2e_scores(outputs: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """BLEU, ROUGE-L and slot error rate of one output per MR against that MR's references."""
     missing = [mr for mr in references if mr not in outputs]

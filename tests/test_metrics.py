@@ -7,7 +7,7 @@ import pytest
 import sacrebleu
 
 from minipeft.data import group_by_mr, load_e2e_csv, load_restaurant
-from minipeft.metrics import bleu, e2e_scores, perplexity, rouge_l, slot_error_rate, slot_errors
+from minipeft.metrics import bleu, e2e_scores, name_rate, perplexity, rouge_l, slot_error_rate, slot_errors
 
 DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
 MR = "name[The Eagle], eatType[pub], food[French], priceRange[cheap], customer rating[5 out of 5], " \
@@ -78,6 +78,14 @@ def test_slot_error_rate_counts_over_all_slots():
         slot_error_rate(mrs, ["A"])
     with pytest.raises(ValueError, match="line 1: unknown slot 'cuisine'"):
         slot_error_rate(["name[A], cuisine[x]"], ["A"])
+
+
+def test_name_rate_counts_sentences_that_name_their_restaurant():
+    mrs = ["name[Alimentum], food[French]", "name[Blue Spice], area[riverside]", "name[Zizzi], eatType[pub]"]
+    texts = ["Alimentum serves Indian food.", "The Eagle is by the river.", "A pub."]
+    assert name_rate(mrs, texts) == pytest.approx(1 / 3)  # the food is wrong, but the name is right
+    with pytest.raises(ValueError, match="3 MRs but 2 texts"):
+        name_rate(mrs, texts[:2])
 
 
 def test_unknown_value_is_a_clear_error():
