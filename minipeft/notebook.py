@@ -38,22 +38,27 @@ def quiet() -> None:
         pass
 
 
-def describe(profile: Profile, device: torch.device) -> str:
-    """One line: the active profile, its base model and the device, with library versions."""
+def describe(profile: Profile, device: torch.device, gpt2: bool = False) -> str:
+    """One line: the active profile, its base model (``profile.gpt2_model`` if ``gpt2``) and the device, with
+    library versions."""
     import transformers
 
     from .base_model import base_model_name
 
+    model = profile.gpt2_model if gpt2 else base_model_name(profile)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return (f"minipeft profile: {profile.name} ({profile.description}) | base model: {base_model_name(profile)} | "
+    return (f"minipeft profile: {profile.name} ({profile.description}) | base model: {model} | "
             f"device: {where} | torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")
 
 
-def setup_notebook(seed: int = 0) -> tuple[Profile, torch.device]:
-    """Seed, quiet the logs, print the active profile and device; returns ``(profile, device)``."""
+def setup_notebook(seed: int = 0, gpt2: bool = False) -> tuple[Profile, torch.device]:
+    """Seed, quiet the logs, print the active profile and device; returns ``(profile, device)``.
+
+    Notebooks that build the methods on GPT-2 (02-04) pass ``gpt2=True``: they use ``profile.gpt2_model``,
+    and the line names it."""
     seed_everything(seed)
     quiet()
     profile = get_profile()
     device = get_device(profile)
-    print(describe(profile, device))
+    print(describe(profile, device, gpt2))
     return profile, device

@@ -26,10 +26,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
 
-from minipeft.base_model import base_model_name  # noqa: E402
-from minipeft.profiles import get_profile  # noqa: E402
-
 STAMP = re.compile(r"^\*\*Stored outputs:\*\*.*$", re.MULTILINE)
+FIRST_LINE = re.compile(r"^minipeft profile: (\w+) .*\| base model: ([\w./-]+) \|", re.MULTILINE)
 
 
 def machine() -> str:
@@ -54,7 +52,13 @@ def store(path: Path, timeout: int) -> float:
     start = time.perf_counter()
     client.execute()
     minutes = (time.perf_counter() - start) / 60
-    line = stamp(get_profile().name, base_model_name(), minutes)
+    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    found = FIRST_LINE.search(printed)
+    if not found:
+        raise SystemExit(f"{path.name}: no setup_notebook() line in its outputs, so nothing says what it ran on; "
+                         "the notebook is left as it was.")
+    line = stamp(*found.groups(), minutes)  # the profile and base model the notebook itself printed
     intro = nb.cells[0]
     intro.source = STAMP.sub(line, intro.source) if STAMP.search(intro.source) else f"{intro.source}\n\n{line}"
     nbformat.write(nb, path)

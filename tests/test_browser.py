@@ -37,7 +37,7 @@ def _notebook() -> nbformat.NotebookNode:
     assert COURSE_NOTEBOOK.exists(), f"{COURSE_NOTEBOOK} is missing; the browser test opens its memory calculator"
     nb = nbformat.read(COURSE_NOTEBOOK, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    setup_at = next(i for i, cell in enumerate(code) if "setup_notebook()" in cell.source)
+    setup_at = next(i for i, cell in enumerate(code) if "setup_notebook(" in cell.source)
     calculator = [cell for cell in code if "MemoryCalculator(" in cell.source]
     assert calculator, f"{COURSE_NOTEBOOK.name} no longer shows the MemoryCalculator; point the browser test elsewhere"
     nb.cells = [nb.cells[0], *code[: setup_at + 1], calculator[0]]

@@ -29,7 +29,7 @@ def test_notebook_shape(path):
     intro = _source(cells[0]).lower()
     assert cells[0]["cell_type"] == "markdown" and "learning goals" in intro and "time" in intro
     code = [_source(c) for c in cells if c["cell_type"] == "code"]
-    setup_at = next(i for i, src in enumerate(code) if "setup_notebook()" in src)
+    setup_at = next(i for i, src in enumerate(code) if "setup_notebook(" in src)
     assert all("minipeft" not in src for src in code[:setup_at] if "google.colab" not in src)
     last_markdown = next(_source(c) for c in reversed(cells) if c["cell_type"] == "markdown")
     assert "recap" in last_markdown.lower()

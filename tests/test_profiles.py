@@ -38,3 +38,15 @@ def test_profiles_scale_up():
     # sequence length follows the tokenizer, not the hardware: the mini model's Shakespeare BPE needs more
     # tokens for a restaurant sentence than GPT-2's, yet must leave room in its 256 positions for a prefix
     assert ci.seq_len <= cpu.seq_len <= 256 - 32 and gpu.seq_len <= 1024 - 32
+
+
+def test_setup_line_names_the_model_the_notebook_builds_on(monkeypatch):
+    import torch
+
+    from minipeft.notebook import describe
+    from minipeft.profiles import get_profile
+
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    cpu = get_profile("cpu")
+    assert "| base model: smollm2-135m |" in describe(cpu, torch.device("cpu"))
+    assert "| base model: mini-gpt2 |" in describe(cpu, torch.device("cpu"), gpt2=True)  # notebooks 02-04
