@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--factor", type=float, default=3.0, help="rates tried: recipe / factor, recipe, x factor")
+    parser.add_argument("--only", nargs="+", metavar="METHOD=LR", help='just these runs, e.g. "LoRA=2.7e-2" (to try '
+                        "one step past the edge of the grid when the best rate is at an end)")
     args = parser.parse_args(argv)
 
     base, tokenizer = load_base_model("cpu", name=args.model, device="cpu")
@@ -42,14 +44,19 @@ def main(argv: list[str] | None = None) -> int:
              "LoRA": lambda: apply_lora(load_base_model("cpu", name=args.model)[0], **recipe.lora)}
     print(f"{args.model}: {args.steps} steps of batch {args.batch_size}; untuned validation loss "
           f"{evaluate_loss(base, val_loader, 4):.3f} (4 batches)", flush=True)
-    for method in METHODS:
-        for lr in (recipe.lr[method] / args.factor, recipe.lr[method], recipe.lr[method] * args.factor):
-            start = time.perf_counter()
-            model = build[method]()
-            train(model, train_loader, steps=args.steps, lr=lr, warmup_steps=args.steps // 10, progress=False)
-            val = evaluate_loss(model, val_loader, 4)
-            print(f"{method:>16}  lr {lr:.1e}  validation loss {val:.3f}  ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+    grid = [(m, lr) for m in METHODS for lr in (recipe.lr[m] / args.factor, recipe.lr[m], recipe.lr[m] * args.factor)]
+    if args.only:
+        grid = [(run.rsplit("=", 1)[0], float(run.rsplit("=", 1)[1])) for run in args.only]
+        unknown = sorted({m for m, _ in grid} - set(METHODS))
+        if unknown:
+            parser.error(f"unknown method(s) {unknown}: use {', '.join(METHODS)}")
+    for method, lr in grid:
+        start = time.perf_counter()
+        model = build[method]()
+        train(model, train_loader, steps=args.steps, lr=lr, warmup_steps=args.steps // 10, progress=False)
+        val = evaluate_loss(model, val_loader, 4)
+        seconds = time.perf_counter() - start
+        print(f"{method:>16}  lr {lr:.1e}  validation loss {val:.3f}  ({seconds:.0f} s)", flush=True)
     return 0
 
 

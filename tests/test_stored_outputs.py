@@ -34,7 +34,7 @@ def stored(path: Path) -> tuple[str, str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_stamp_names_the_run_that_made_the_outputs(path):
     profile, model = stored(path)
-    setup = next(c for c in cells(path) if c["cell_type"] == "code" and "setup_notebook()" in "".join(c["source"]))
+    setup = next(c for c in cells(path) if c["cell_type"] == "code" and "setup_notebook(" in "".join(c["source"]))
     first = FIRST_LINE.search(text_of(setup))
     assert first, f"{path.name}: setup_notebook's output line is missing from the stored outputs"
     assert first.groups() == (profile, model), f"{path.name}: stamped {profile}/{model}, ran {first.groups()}"
@@ -64,3 +64,31 @@ def test_notebook_05_stored_cpu_run_shows_every_method_working():
         ser, names = float(rows[method]["SER %"]), float(rows[method]["name %"])
         assert ser < limit < untuned, f"{method}: slot error rate {ser}% (limit {limit}%, untuned {untuned}%)"
         assert names >= 90.0, f"{method}: the restaurant's name right in only {names}% of sentences"
+    verdict = next((line for cell in cells(path) for line in text_of(cell).splitlines() if line.startswith("Verdict:")),
+                   None)
+    assert verdict and "every method works" in verdict, f"notebook 05's stored verdict line: {verdict!r}"
+
+
+def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    import nbformat
+
+    script = Path(__file__).parents[1] / "scripts" / "store_outputs.py"
+    spec = importlib.util.spec_from_file_location("store_outputs", script)
+    store_outputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(store_outputs)
+    line = "minipeft profile: cpu (x) | base model: mini-gpt2 | device: CPU (2 threads) | torch 2, transformers 5"
+    for printed, ok in ((line, True), ("hello", False)):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 99 · A test"),
+                                             nbformat.v4.new_code_cell(f"print({printed!r})")])
+        path = tmp_path / "99_test.ipynb"
+        nbformat.write(nb, path)
+        before = path.read_text()
+        if ok:
+            store_outputs.store(path, timeout=60)
+            assert stored(path) == ("cpu", "mini-gpt2")
+        else:
+            with pytest.raises(SystemExit, match="no setup_notebook"):
+                store_outputs.store(path, timeout=60)
+            assert path.read_text() == before  # the notebook is left as it was
