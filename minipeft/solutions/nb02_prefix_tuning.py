@@ -8,9 +8,14 @@ from ..exercises import solution
 
 
 @solution("02.1")
-def prefix_params(n_layer: int, n_embd: int, prefix_len: int) -> int:
-    """A folded prefix stores one key and one value of width n_embd per layer and prefix position."""
-    return prefix_len * n_layer * 2 * n_embd
+def prefix_to_cache(rows: torch.Tensor, n_layer: int, n_head: int,
+                    batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[P, n_layer * 2 * n_embd] -> per layer (keys, values), each [batch, n_head, P, head_dim]."""
+    P = rows.shape[0]
+    head_dim = rows.shape[1] // (n_layer * 2 * n_head)
+    kv = rows.view(P, n_layer * 2, n_head, head_dim).permute(1, 2, 0, 3)  # [L*2, H, P, hd]
+    kv = kv.unsqueeze(1).expand(n_layer * 2, batch_size, n_head, P, head_dim)  # the same prefix per example
+    return [(kv[2 * i], kv[2 * i + 1]) for i in range(n_layer)]
 
 
 @solution("02.2")
@@ -25,3 +30,9 @@ def extend_mask(attention_mask: torch.Tensor, prefix_len: int) -> torch.Tensor:
     """[B, T] -> [B, P + T] with P ones in front, so every real token may attend to the prefix."""
     ones = attention_mask.new_ones(attention_mask.shape[0], prefix_len)
     return torch.cat([ones, attention_mask], dim=1)
+
+
+@solution("02.4")
+def predict() -> tuple[float, int]:
+    """(a) Stored parameters grow with P: 2x. (b) Every layer gets P more keys: 20 - 10 = 10 more."""
+    return 2.0, 10
