@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.ft2font  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Arc, Circle, FancyArrowPatch, FancyBboxPatch, Polygon  # noqa: E402
+import matplotlib.ft2font
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Arc, Circle, FancyArrowPatch, FancyBboxPatch, Polygon
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "figures"
@@ -63,8 +61,11 @@ SHAPE_B = r"$d_\mathrm{out} \times r$"
 
 
 def canvas(width: float, height: float) -> tuple[Figure, Axes]:
-    """A figure whose data coordinates are inches: (0, 0) bottom left, (width, height) top right."""
-    fig = plt.figure(figsize=(width, height))
+    """A figure whose data coordinates are inches: (0, 0) bottom left, (width, height) top right.
+
+    Built without pyplot (no global state, no backend switch), on an Agg canvas that can measure text."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
@@ -160,7 +161,7 @@ def draw_robot(ax: Axes) -> None:
     write(ax, rack_x + 0.58, 5.38, "one robot, many kits", size=11.5, bold=True)
     write(ax, rack_x + 0.58, 5.1, "one kit per mission:", size=10, color=GREY)
     for i, mission in enumerate(("restaurant data\n→ a sentence", "list the\nslot values", "your next\nmission")):
-        box(ax, rack_x, 4.25 - 0.95 * i, 1.16, 0.7, mission, TRAIN, size=10, dashed=i == 2)
+        box(ax, rack_x, 4.25 - 0.95 * i, 1.16, 0.7, mission, TRAIN, size=10)
     write(ax, rack_x + 0.58, 1.75, "swap kits per\nmission: the base\nmodel stays loaded,\neach kit is a\nsmall file",
           size=10, color=GREY)
 
@@ -207,6 +208,7 @@ def draw_prefix_block(ax: Axes) -> None:
     write(ax, 3.28, 5.6, "L = n_layer layers, each with its own $P_K$, $P_V$", size=10, color=GREY, ha="left")
 
     box(ax, 3.75, 0.2, 3.1, 0.5, "x: hidden states of T tokens [B, T, d]")
+    write(ax, 6.98, 0.3, "LayerNorms and residuals\nnot drawn", size=9, color=GREY, ha="left")
     arrow(ax, (5.3, 0.7), (5.3, 1.25))
     box(ax, 3.75, 1.25, 3.5, 0.55, "c_attn (frozen): d → 3d", FROZEN)
     bars = {"P_K": (3.4, 0.5, TRAIN), "K": (3.9, 0.8, DATA), "P_V": (4.95, 0.5, TRAIN), "V": (5.45, 0.8, DATA),
@@ -227,7 +229,7 @@ def draw_prefix_block(ax: Axes) -> None:
     write(ax, 5.27, 4.25, r"softmax$\left(Q\,[P_K; K]^\top / \sqrt{d_h}\right)\,[P_V; V]$", size=12)
     write(ax, 5.27, 3.85, "per head; mask: P ones in front of the T real ones", size=9.5, color=GREY)
     arrow(ax, (5.27, 4.55), (5.27, 4.8))
-    box(ax, 3.75, 4.8, 3.05, 0.55, "c_proj, MLP, LayerNorms (frozen)", FROZEN, size=10.5)
+    box(ax, 3.75, 4.8, 3.05, 0.55, "c_proj, MLP (frozen)", FROZEN, size=10.5)
     arrow(ax, (6.45, 5.35), (6.45, 6.65))
     write(ax, 6.55, 6.5, "to layer ℓ + 1", size=10, ha="left", color=GREY)
 
@@ -365,7 +367,8 @@ def draw_lora_merge(ax: Axes) -> None:
     arrow(ax, (7.45, y + 0.45), (7.45, y + 0.8))
     arrow(ax, (7.45, y + 1.4), (7.45, y + 1.8))
     write(ax, 7.6, y + 1.95, "h = W x", size=12, ha="left")
-    write(ax, 8.55, y + 1.05, "unload_lora() then\nreturns a plain\nGPT2LMHeadModel", size=10.5, ha="left", color=GREY)
+    write(ax, 8.55, y + 1.05, "unload_lora() then\nleaves a plain model,\nno LoRA layers", size=10.5, ha="left",
+          color=GREY)
 
     # swapping adapters on one base model
     y = 0.25
@@ -375,7 +378,7 @@ def draw_lora_merge(ax: Axes) -> None:
     box(ax, 2.5, y + 0.05, 1.3, 0.8, "$W_0$\nloaded once", FROZEN, size=10.5)
     write(ax, 4.05, y + 0.45, "+", size=16)
     for i, task in enumerate(("A, B: restaurants", "A, B: slot values")):
-        box(ax, 4.4, y + 0.5 - 0.47 * i, 1.8, 0.38, task, TRAIN, size=10, dashed=i == 1)
+        box(ax, 4.4, y + 0.5 - 0.47 * i, 1.8, 0.38, task, TRAIN, size=10)
     write(ax, 6.45, y + 0.45, "switch task: copy its A and B into the\nLoRA layers (AdapterBank.use; unmerge\n"
           "first): a few small tensors, not a model", size=10.5, ha="left")
 
@@ -391,14 +394,13 @@ FIGURES: dict[str, tuple[tuple[float, float], Callable[[Axes], None]]] = {
 def make(name: str, out_dir: Path, png: bool = False) -> Path:
     """Draw figure ``name`` into ``out_dir/<name>.svg`` (and ``.png`` beside it when ``png``)."""
     (width, height), draw = FIGURES[name]
-    with plt.rc_context(RC):
+    with matplotlib.rc_context(RC):
         fig, ax = canvas(width, height)
         draw(ax)
         path = out_dir / f"{name}.svg"
         fig.savefig(path, format="svg", metadata={"Date": None, "Creator": CREATOR, "Title": name})
         if png:
             fig.savefig(out_dir / f"{name}.png", format="png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
     return path
 
 
