@@ -347,7 +347,7 @@ def draw_lora_merge(ax: Axes) -> None:
     write(ax, 1.75, y + 2.25, "unmerged (training)", size=11.5, bold=True)
     box(ax, 1.0, y, 1.5, 0.45, "x")
     box(ax, 0.45, y + 0.8, 1.2, 0.6, "$W_0$", FROZEN, size=13)
-    box(ax, 1.85, y + 0.8, 1.2, 0.6, r"$\frac{\alpha}{r} B A$", TRAIN, size=13)
+    box(ax, 1.85, y + 0.8, 1.2, 0.6, r"$(\alpha / r)\, B A$", TRAIN, size=12)
     arrow(ax, (1.5, y + 0.45), (1.05, y + 0.8))
     arrow(ax, (2.0, y + 0.45), (2.45, y + 0.8))
     node(ax, 1.75, y + 1.75, "+", r=0.18, size=12)
@@ -356,9 +356,9 @@ def draw_lora_merge(ax: Axes) -> None:
     write(ax, 2.05, y + 1.95, "h", size=12)
 
     arrow(ax, (3.5, y + 1.3), (6.3, y + 1.3), color=INK, lw=1.8)
-    write(ax, 4.9, y + 1.55, r"merge_lora:  $W = W_0 + \frac{\alpha}{r} B A$", size=11)
+    write(ax, 4.9, y + 1.55, r"merge_lora:  $W = W_0 + (\alpha / r)\, B A$", size=11.5)
     arrow(ax, (6.3, y + 0.6), (3.5, y + 0.6), color=INK, lw=1.8)
-    write(ax, 4.9, y + 0.3, r"unmerge_lora:  $W_0 = W - \frac{\alpha}{r} B A$", size=11)
+    write(ax, 4.9, y + 0.3, r"unmerge_lora:  $W_0 = W - (\alpha / r)\, B A$", size=11.5)
     write(ax, 4.9, y - 0.05, "(up to float rounding)", size=9.5, color=GREY)
 
     write(ax, 7.45, y + 2.25, "merged (inference)", size=11.5, bold=True)
