@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides browser
+.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +32,10 @@ outputs: setup
 # reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
 slides: setup
 	.venv/bin/python scripts/build_slides.py
+
+# The course's diagrams, drawn by matplotlib into docs/figures/*.svg (committed; tests/test_figures.py compares them).
+figures: setup
+	.venv/bin/python scripts/make_figures.py
 
 # Before a workshop, with internet: cache GPT-2 and E2E (Hugging Face caches) and the corpus (data/cache).
 cache: setup
