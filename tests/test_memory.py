@@ -234,3 +234,18 @@ def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
     assert peaks[3].parts["other models kept on the GPU"] == len(settings_for("gpu")) * 4 * n  # 06 keeps them all
     assert max(p.total for p in peaks) == peaks[3].total < GPUS["T4 (16 GB)"] / 2
     assert "an estimate, not a measurement" in peaks[0].format() and "10 B x 8*128*50,257" in peaks[0].format()
+
+
+def test_instructors_guide_states_the_estimates_the_code_computes():
+    from pathlib import Path
+
+    from minipeft.memory import gpu_profile_peaks
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "instructors.md").read_text()
+    block = guide.split("<!-- gpu memory estimate:")[1].split("<!-- end of gpu memory estimate -->")[0]
+    rows = [line for line in block.splitlines() if line.startswith("| notebook")]
+    peaks = gpu_profile_peaks()
+    assert len(rows) == len(peaks)
+    for row, peak in zip(rows, peaks):
+        assert row.endswith(f"**{peak.total / GB:.2f}** |"), (row, peak.label)
+        assert [f"{v / GB:.2f}" for v in peak.parts.values()] == [cell.split()[0] for cell in row.split("|")[2:-2]]
