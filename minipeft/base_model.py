@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from .paths import MINI_GPT2_DIR
-from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, looks_like_path
+from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, model_folder
 
 MINI_GPT2 = "mini-gpt2"
 SMOLLM2 = "smollm2-135m"  # minipeft.smollm2.NAME (imported lazily, so `python -m minipeft.smollm2` runs clean)
@@ -130,8 +130,8 @@ def load_base_model(profile: str | Profile | None = None, name: str | None = Non
         model, tokenizer = load_mini_gpt2()
     elif name == SMOLLM2:
         model, tokenizer = load_offline_smollm2()
-    elif looks_like_path(name):
-        model, tokenizer = load_local_model(Path(name).expanduser())
+    elif (folder := model_folder(name)) is not None:
+        model, tokenizer = load_local_model(folder)
     else:
         online = not hub_offline() and hub_reachable()
         try:  # offline, a model cached earlier (e.g. by `make cache` before a workshop) still loads

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from .paths import REPO_ROOT
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -128,25 +130,33 @@ def with_overrides(profile: Profile) -> Profile:
     return dry_run(profile) if dry_run_requested() else profile
 
 
-def looks_like_path(name: str) -> bool:
-    """A folder rather than a model name: it exists, or it is written as a path (``/x``, ``./x``, ``~/x``,
-    ``a/b/c``). A Hub id has at most one slash (``openai-community/gpt2``)."""
-    return Path(name).expanduser().is_dir() or name.startswith(("/", ".", "~")) or name.count("/") > 1
+def model_folder(name: str) -> Path | None:
+    """The folder ``name`` stands for, or None for a model's name (``mini-gpt2``, a Hub id such as
+    ``openai-community/gpt2``, which has at most one slash). A folder exists, from the current folder or, for a
+    relative path set at the repository root and read in a kernel running in ``notebooks/``, from the repository
+    root; or it is written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``)."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
+        return REPO_ROOT / path
+    if path.is_dir() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return path
+    return None
 
 
 def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
-    """``name`` as given in the variable ``env``; a folder must exist and hold a model of one of ``families``.
+    """``name`` as given in the variable ``env``; a folder (:func:`model_folder`) must exist and hold a model of one
+    of ``families``, and comes back as its full path.
 
     Raises a one-line ``ValueError`` naming the variable otherwise. Names (``mini-gpt2``, ``gpt2``, ...) pass
     unchecked here: the loader resolves them. ``MINIPEFT_GPT2_MODEL`` refuses ``smollm2-135m`` (not a GPT-2).
     """
     fix = "Point it at a folder written by save_pretrained (or `python -m minipeft.standin gpt2 DIR`), or unset it."
-    if not looks_like_path(name):
+    path = model_folder(name)
+    if path is None:
         if families == ("gpt2",) and name == "smollm2-135m":
             raise ValueError(f"{env}={name}: notebooks 02-04 build on GPT-2's own modules, and SmolLM2 is a Llama-"
                              f"family model. Use mini-gpt2, gpt2 or a GPT-2 folder, or unset it.")
         return name
-    path = Path(name).expanduser()
     if not path.is_dir():
         raise ValueError(f"{env}={name}: no such directory. {fix}")
     config = path / "config.json"
@@ -161,7 +171,7 @@ def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
         wanted = "a GPT-2 (model_type gpt2)" if families == ("gpt2",) else \
             f"a causal LM of a family the course covers ({', '.join(families)})"
         raise ValueError(f"{env}={name}: this directory holds a {model_type!r} model, not {wanted}. {fix}")
-    return str(path)
+    return str(path.absolute())
 
 
 def get_device(profile: Profile | None = None) -> torch.device:

@@ -69,7 +69,7 @@ from minipeft.memory import count_parameters  # noqa: E402
 from minipeft.metrics import bleu, rouge_l, slot_error_rate  # noqa: E402
 from minipeft.notebook import quiet, seed_everything  # noqa: E402
 from minipeft.prefix import PrefixTuningModel  # noqa: E402
-from minipeft.profiles import looks_like_path  # noqa: E402
+from minipeft.profiles import model_folder  # noqa: E402
 from minipeft.recipes import RECIPES as MODEL_RECIPES  # noqa: E402
 from minipeft.train import generate_texts, train  # noqa: E402
 
@@ -127,7 +127,8 @@ def load_model(name: str):
     cannot be loaded is an error, never a silent swap."""
     if name == MINI_GPT2:
         return load_mini_gpt2()
-    model, tokenizer = load_local_model(Path(name)) if looks_like_path(name) else load_hub_model(name)
+    folder = model_folder(name)
+    model, tokenizer = load_local_model(folder) if folder is not None else load_hub_model(name)
     announce(model)  # one line, once: which model, and whether its weights are random
     return model, tokenizer
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -93,5 +95,8 @@ def test_model_overrides_reach_the_profile_and_refuse_what_they_cannot_load(monk
             with pytest.raises(ValueError, match=rf"^{env}={value}: .*{says}") as err:
                 get_profile("gpu")
             assert "\n" not in str(err.value)
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "data/mini-gpt2")  # set at the repository root, read in notebooks/
+    monkeypatch.chdir(tmp_path)
+    assert get_profile("ci").base_model == str(Path(__file__).resolve().parents[1] / "data" / "mini-gpt2")
     monkeypatch.setenv("MINIPEFT_BASE_MODEL", "gpt2-medium")  # a Hub id is left to the loader
     assert get_profile("cpu").base_model == "gpt2-medium"
