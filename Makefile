@@ -1,5 +1,6 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser
+.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
+	gpu-dry gpu-check
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +29,17 @@ timings: setup
 # picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
 outputs: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
+
+# The gpu profile end to end on this CPU, not part of `make test` (slow on 2 cores): stand-ins for GPT-2 and GPT-2
+# Medium (their shapes and tokenizer, random weights) in data/cache/standin/, every notebook in a dry run
+# (MINIPEFT_DRY_RUN=1: 2 steps, 1 batch, a few MRs, 1 seed) into artifacts/gpu-dry/, notebook 05 on real E2E rows
+# (MINIPEFT_E2E_DEVSET, default ../shared/data/e2e/devset.csv), and replicate_paper.py for one step of each method.
+gpu-dry: setup
+	.venv/bin/python scripts/gpu_dry.py
+
+# On a CUDA machine: notebook 05 and one notebook-06 setting in the gpu profile on the stand-in, real step counts.
+gpu-check: setup
+	bash scripts/gpu_check.sh
 
 # reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
 slides: setup

@@ -8,11 +8,14 @@
   Hub cannot be reached.
 
 ``MINIPEFT_BASE_MODEL`` overrides the profile's choice in any profile: ``mini-gpt2``, ``smollm2-135m``, a Hub
-id such as ``gpt2``, or a local directory that ``from_pretrained`` reads.
+id such as ``gpt2``, or a local directory that ``from_pretrained`` reads (``MINIPEFT_GPT2_MODEL`` does the same
+for notebooks 02-04's GPT-2; both are checked in :func:`minipeft.profiles.get_profile`). A directory written by
+``python -m minipeft.standin`` is announced as a stand-in with RANDOM weights.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -29,11 +32,11 @@ from transformers import (
 )
 
 from .paths import MINI_GPT2_DIR
-from .profiles import Profile, get_device, get_profile
+from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, model_folder
 
 MINI_GPT2 = "mini-gpt2"
 SMOLLM2 = "smollm2-135m"  # minipeft.smollm2.NAME (imported lazily, so `python -m minipeft.smollm2` runs clean)
-BASE_MODEL_ENV = "MINIPEFT_BASE_MODEL"
+STANDIN_FILE = "minipeft_standin.json"  # marks a folder written by `python -m minipeft.standin` (random weights)
 REBUILD = "python -m minipeft.pretrain"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -94,19 +97,23 @@ def load_hub_model(name: str, local_files_only: bool = False) -> tuple[GPT2LMHea
 
 def load_local_model(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM saved with ``save_pretrained`` in a local directory (``MINIPEFT_BASE_MODEL=DIR``)."""
+    fix = (f"Point {BASE_MODEL_ENV} (or {GPT2_MODEL_ENV}) at a folder written by save_pretrained (config.json, "
+           f"model.safetensors, tokenizer files), or unset it.")
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such directory. {fix}")
     try:
         model = AutoModelForCausalLM.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as err:  # no config.json, no weights, an unknown model type
-        raise ValueError(f"{BASE_MODEL_ENV}={path}: this directory holds no causal LM that from_pretrained can read "
-                         f"({type(err).__name__}: {err}). Point it at a folder written by save_pretrained "
-                         f"(config.json, model.safetensors, tokenizer files), or unset it.") from err
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: this directory holds no causal LM that from_pretrained can read "
+                         f"({type(err).__name__}: {message}). {fix}") from err
     return _ready(model, tokenizer, str(path))
 
 
 def base_model_name(profile: str | Profile | None = None) -> str:
     """The base model the active profile loads: ``MINIPEFT_BASE_MODEL`` when set, else the profile's."""
-    return os.environ.get(BASE_MODEL_ENV, "").strip() or get_profile(profile).base_model
+    return get_profile(profile).base_model  # get_profile applies MINIPEFT_BASE_MODEL
 
 
 def load_base_model(profile: str | Profile | None = None, name: str | None = None,
@@ -123,8 +130,8 @@ def load_base_model(profile: str | Profile | None = None, name: str | None = Non
         model, tokenizer = load_mini_gpt2()
     elif name == SMOLLM2:
         model, tokenizer = load_offline_smollm2()
-    elif Path(name).expanduser().is_dir():
-        model, tokenizer = load_local_model(Path(name).expanduser())
+    elif (folder := model_folder(name)) is not None:
+        model, tokenizer = load_local_model(folder)
     else:
         online = not hub_offline() and hub_reachable()
         try:  # offline, a model cached earlier (e.g. by `make cache` before a workshop) still loads
@@ -133,7 +140,7 @@ def load_base_model(profile: str | Profile | None = None, name: str | None = Non
             why = "Hub unreachable and no cached copy" if not online else "not found on the Hub"
             print(f"{name!r}: {why}, so the course uses SmolLM2-135M offline (a real pretrained LM) instead.")
             model, tokenizer = load_offline_smollm2()
-    _announce(model)
+    announce(model)
     return model.to(device or get_device(profile)), tokenizer
 
 
@@ -150,11 +157,15 @@ def describe_base_model(model: PreTrainedModel) -> str:
               SMOLLM2: ORIGIN}.get(name, "from the Hugging Face Hub or its cache")
     if Path(name).is_dir():
         origin = f"from the local directory {name}"
+        if (Path(name) / STANDIN_FILE).is_file():
+            standin = json.loads((Path(name) / STANDIN_FILE).read_text())
+            origin = (f"a STAND-IN for {standin['standin_for']} in {name}: its exact shapes and real tokenizer with "
+                      f"RANDOM weights (seed {standin['seed']}), so nothing it writes or scores means anything")
     n = sum(p.numel() for p in model.parameters())
     return f"Base model: {name} ({n / 1e6:.1f}M parameters, {model.config.model_type}), {origin}."
 
 
-def _announce(model: PreTrainedModel) -> None:
+def announce(model: PreTrainedModel) -> None:
     """Print :func:`describe_base_model` the first time a session loads each model."""
     if model.name_or_path not in _announced:
         _announced.add(model.name_or_path)

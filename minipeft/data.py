@@ -9,6 +9,9 @@ sentence ("The Eagle is a pub by the riverside."). Three sources give the same `
   ``make cache`` filled);
 - ``load_e2e_csv(path)``: a local copy of E2E in its original ``mr,ref`` CSV format.
 
+In the ``gpu`` profile, ``load_e2e_or_offline`` reads real E2E from the Hub, or from the CSVs in the folder
+``MINIPEFT_E2E_DIR`` names (E2E's own file names, :data:`E2E_FILES`), e.g. in ``make gpu-dry``.
+
 ``make_loader`` turns pairs into batches for a causal LM: ``MR || text<eos>``, with labels -100 on the
 MR, the separator and the padding, so the loss is computed on the text tokens only.
 """
@@ -16,6 +19,7 @@ MR, the separator and the padding, so the loss is computed on the text tokens on
 from __future__ import annotations
 
 import csv
+import os
 import random
 import re
 from collections.abc import Sequence
@@ -34,6 +38,8 @@ RESTAURANTS_DIR = DATA_DIR / "restaurants"
 SPLITS = ("train", "validation", "test")
 E2E_HUB_ID = "tuetschek/e2e_nlg"  # the E2E NLG dataset on the Hugging Face Hub
 E2E_HUB_REVISION = "refs/convert/parquet"  # its Parquet export: no loading script, so `datasets` 4+ reads it
+E2E_FILES = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}  # as released
+E2E_DIR_ENV = "MINIPEFT_E2E_DIR"  # a folder holding E2E_FILES: the gpu profile reads real E2E from it, not the Hub
 Pair = tuple[str, str]
 
 _SLOT_RE = re.compile(r"\s*([^\[\],]+?)\s*\[([^\[\]]*)\]\s*")
@@ -205,16 +211,34 @@ def _cached_e2e(split: str, cache_dir: str | Path | None = None) -> list[Pair] |
     return None
 
 
+def first_rows(pairs: Sequence[Pair], n: int, whole_mrs: bool = False) -> list[Pair]:
+    """The first ``n`` pairs; with ``whole_mrs``, also the rest of the last MR's references (E2E lists an MR's
+    references on consecutive rows), so that no MR is scored against only some of its references."""
+    kept = list(pairs[:n])
+    while whole_mrs and kept and n < len(pairs) and pairs[n][0] == kept[-1][0]:
+        kept.append(pairs[n])
+        n += 1
+    return kept
+
+
 def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tuple[list[Pair], str]:
     """Real E2E in the ``gpu`` profile when the Hub answers, else the offline set; returns (pairs, source).
 
-    Prints one line saying which data the run uses.
+    ``MINIPEFT_E2E_DIR`` set: real E2E from the CSVs in that folder instead of the Hub (a missing file is an
+    error, never a silent swap). The test split keeps whole MRs (:func:`first_rows`). Prints one line saying
+    which data the run uses.
     """
     profile = get_profile(profile)
     n = _split_size(split, profile)
     if profile.name == "gpu":
+        folder = os.environ.get(E2E_DIR_ENV, "").strip()
+        if folder:
+            path = Path(folder).expanduser() / E2E_FILES[split]
+            pairs = first_rows(read_csv(path), n, whole_mrs=split == "test")
+            print(f"Data: real E2E NLG from {path} ({E2E_DIR_ENV}), {split} split, {len(pairs)} pairs.")
+            return pairs, "E2E"
         try:
-            pairs = load_e2e(split, n)
+            pairs = first_rows(load_e2e(split), n, whole_mrs=split == "test")
             print(f"Data: real E2E NLG ({E2E_HUB_ID}), {split} split, {len(pairs)} pairs.")
             return pairs, "E2E"
         except ConnectionError as err:

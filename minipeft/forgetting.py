@@ -44,7 +44,7 @@ from .metrics import perplexity, slot_error_rate
 from .paths import REPO_ROOT
 from .prefix import PrefixTuningModel
 from .profiles import Profile, get_profile
-from .recipes import LORA_TARGETS, RECIPES, lora_targets
+from .recipes import LORA_TARGETS, RECIPES, lora_targets, recipe_for
 from .train import continuations, evaluate_loss, generate_texts, train
 
 RESULTS_DIR = Path(os.environ.get("MINIPEFT_RESULTS_DIR", REPO_ROOT / "results"))
@@ -145,10 +145,18 @@ def settings_for(profile: str | Profile | None = None) -> list[Setting]:
             Setting("prefix", length=5), Setting("prefix", length=20)]
 
 
-def learning_rate(setting: Setting, base_model: str) -> float:
-    """The learning rate of ``setting``'s method on ``base_model``: notebook 05's, from :mod:`minipeft.recipes`."""
+def learning_rate(setting: Setting, base_model: str | nn.Module) -> float:
+    """The learning rate of ``setting``'s method on ``base_model``: notebook 05's, from :mod:`minipeft.recipes`.
+
+    Pass the loaded model: :func:`minipeft.recipes.recipe_for` finds its recipe by its name, else by its family,
+    so a model from a local folder (a stand-in GPT-2) or the SmolLM2 the ``gpu`` profile falls back to offline
+    gets its own rates. A name must be one of the table's.
+    """
+    if isinstance(base_model, nn.Module):
+        return recipe_for(base_model).lr[METHOD_NAMES[setting.method]]
     if base_model not in RECIPES:
-        raise ValueError(f"No recipe for base model {base_model!r}; minipeft.recipes has {sorted(RECIPES)}.")
+        raise ValueError(f"No recipe for base model {base_model!r}; minipeft.recipes has {sorted(RECIPES)}. "
+                         f"Pass the loaded model instead, and its family's recipe is used.")
     return RECIPES[base_model].lr[METHOD_NAMES[setting.method]]
 
 
@@ -242,7 +250,7 @@ def save_results(name: str, results: dict, profile: str | Profile | None = None,
     profile = get_profile(profile)
     path = results_path(name, results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "profile": profile.name, "base_model": profile.base_model,
+    record = {"name": name, "profile": profile.name, "base_model": profile.base_model, "dry_run": profile.dry_run,
               "created": datetime.now(UTC).isoformat(timespec="seconds"), "results": results}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return path
@@ -250,7 +258,8 @@ def save_results(name: str, results: dict, profile: str | Profile | None = None,
 
 def load_results(name: str, profile: str | Profile | None = None, results_dir: str | Path | None = None
                  ) -> dict | None:
-    """The results saved under ``name`` with the same profile, else ``None`` (and a one-line reason)."""
+    """The results saved under ``name`` with the same profile and base model, and a dry run's only by a dry run;
+    else ``None`` (and a one-line reason)."""
     profile = get_profile(profile)
     path = results_path(name, results_dir)
     if not path.is_file():
@@ -264,5 +273,12 @@ def load_results(name: str, profile: str | Profile | None = None, results_dir: s
     record = json.loads(path.read_text())
     if record.get("profile") != profile.name:
         print(f"{path.name} was measured with profile {record.get('profile')!r}, not {profile.name!r}: recomputing.")
+        return None
+    if record.get("base_model", profile.base_model) != profile.base_model:
+        print(f"{path.name} was measured on {record['base_model']}, not {profile.base_model}: recomputing.")
+        return None
+    if record.get("dry_run", False) != profile.dry_run:
+        made, now = ("a dry run", "a real run") if record.get("dry_run") else ("a real run", "a dry run")
+        print(f"{path.name} comes from {made} and this is {now}: recomputing.")
         return None
     return record["results"]

@@ -316,3 +316,91 @@ def format_table(rows: list[dict[str, object]], digits: int = 1) -> str:
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
               for row in cells]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Peak GPU memory of a training step: an estimate, with its arithmetic
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PeakEstimate:
+    """The estimated peak GPU memory of a training step, part by part, each with the arithmetic behind it."""
+
+    label: str
+    parts: dict[str, int]  # bytes, by part
+    arithmetic: dict[str, str]  # how each part was computed
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def format(self) -> str:
+        """The estimate as lines: the total, then each part in GB with its arithmetic."""
+        lines = [f"{self.label}: about {self.total / GB:.2f} GB (an estimate, not a measurement)"]
+        lines += [f"  {part:<32} {size / GB:5.2f} GB  {self.arithmetic[part]}" for part, size in self.parts.items()]
+        return "\n".join(lines)
+
+
+def gpt2_activation_bytes(config: GPT2Config, batch_size: int, seq_len: int) -> tuple[int, str]:
+    """Bytes a GPT-2 keeps from its forward pass for the backward pass under fp16 autocast, with the arithmetic.
+
+    Per layer ``s * b * h * (34 + 5 * a * s / h)`` bytes (Korthikanti et al. 2022, "Reducing Activation
+    Recomputation in Large Transformer Models": 16-bit activations, 1-byte dropout masks; the ``5 a s / h`` term
+    is the attention matrix, which PyTorch's fused attention may not keep, so this errs high).
+    """
+    s, b, h, a = seq_len, batch_size, config.n_embd, config.n_head
+    per_layer = 34 * s * b * h + 5 * a * s * s * b  # = s*b*h*(34 + 5*a*s/h), in whole bytes
+    return config.n_layer * per_layer, f"{config.n_layer} layers x {s}*{b}*{h}*(34 + 5*{a}*{s}/{h}) B"
+
+
+def training_peak(config: GPT2Config, n_trainable: int, n_frozen: int, *, batch_size: int, seq_len: int,
+                  kept_models: int = 0, label: str = "") -> PeakEstimate:
+    """Peak GPU memory of one step of :func:`minipeft.train.train` on a GPT-2 under fp16 autocast (a T4).
+
+    Autocast keeps the fp32 recipe for the state (:func:`training_memory` with ``fp32``: fp32 weights, gradients
+    and AdamW moments for what trains, fp32 weights only for what is frozen) and adds fp16 copies of the weights
+    its matrix products use, held for the backward pass. On top: the activations (:func:`gpt2_activation_bytes`),
+    the logits over the 50,257-token vocabulary (fp16 logits, their fp32 copy for the loss, its fp32
+    gradient: 10 bytes each), and ``kept_models`` other fp32 copies of the model left on the GPU. Not counted:
+    the CUDA context (a few hundred MB, outside ``torch.cuda.max_memory_allocated``) and the allocator's slack.
+    """
+    n_model = gpt2_parameter_count(config)
+    state = training_memory(n_trainable, n_frozen, "fp32")
+    activations, activation_sums = gpt2_activation_bytes(config, batch_size, seq_len)
+    n_logits = batch_size * seq_len * config.vocab_size
+    parts = {"fp32 weights": state.weights, "fp16 weight copies (autocast)": 2 * n_model,
+             "fp32 gradients": state.gradients, "AdamW m and v (fp32)": state.optimizer,
+             "activations (fp16)": activations, "logits and their gradient": 10 * n_logits,
+             "other models kept on the GPU": kept_models * 4 * n_model}
+    arithmetic = {"fp32 weights": f"4 B x ({n_trainable:,} trained + {n_frozen:,} frozen)",
+                  "fp16 weight copies (autocast)": f"2 B x {n_model:,}",
+                  "fp32 gradients": f"4 B x {n_trainable:,}", "AdamW m and v (fp32)": f"8 B x {n_trainable:,}",
+                  "activations (fp16)": activation_sums,
+                  "logits and their gradient": f"10 B x {batch_size}*{seq_len}*{config.vocab_size:,}",
+                  "other models kept on the GPU": f"{kept_models} x 4 B x {n_model:,}"}
+    return PeakEstimate(label, parts, arithmetic)
+
+
+def gpu_profile_peaks() -> list[PeakEstimate]:
+    """The estimated peak of each training run of notebooks 05 and 06 in the ``gpu`` profile (GPT-2 small, its
+    batch size and sequence length): notebook 05 keeps the untuned model on the GPU beside the one it trains;
+    notebook 06 keeps it and every model trained before (one per setting), so its last setting peaks highest."""
+    from .forgetting import settings_for  # here, not at the top: forgetting imports this module
+    from .profiles import PROFILES
+
+    gpu, cfg = PROFILES["gpu"], gpt2_config("gpt2")
+    n, sizes = gpt2_parameter_count(cfg), dict(batch_size=gpu.batch_size, seq_len=gpu.seq_len)
+    settings = settings_for(gpu)
+    last = settings[-1]
+    if last.method != "prefix":
+        raise RuntimeError(f"notebook 06's last gpu setting is {last.label}, not a prefix: update this estimate.")
+    return [
+        training_peak(cfg, n, 0, kept_models=1, label="notebook 05, full fine-tuning", **sizes),
+        training_peak(cfg, prefix_parameter_count(cfg, 10, 512), n, kept_models=1,
+                      label="notebook 05, prefix-tuning (P=10, MLP 512)", **sizes),
+        training_peak(cfg, lora_parameter_count(cfg, 4), n, kept_models=1, label="notebook 05, LoRA (q, v, r=4)",
+                      **sizes),
+        training_peak(cfg, prefix_parameter_count(cfg, last.length, last.mlp_hidden), n, kept_models=len(settings),
+                      label=f"notebook 06, its last setting ({last.label}; the untuned model and the "
+                            f"{len(settings) - 1} trained before it kept)", **sizes),
+    ]

@@ -40,12 +40,10 @@ def quiet() -> None:
 
 def describe(profile: Profile, device: torch.device, gpt2: bool = False) -> str:
     """One line: the active profile, its base model (``profile.gpt2_model`` if ``gpt2``) and the device, with
-    library versions."""
+    library versions. In a dry run (``MINIPEFT_DRY_RUN=1``) the profile's description says so."""
     import transformers
 
-    from .base_model import base_model_name
-
-    model = profile.gpt2_model if gpt2 else base_model_name(profile)
+    model = profile.gpt2_model if gpt2 else profile.base_model  # get_profile applied MINIPEFT_BASE_MODEL
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return (f"minipeft profile: {profile.name} ({profile.description}) | base model: {model} | "
             f"device: {where} | torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")

@@ -3,14 +3,32 @@
 ``MINIPEFT_PROFILE`` = ``ci`` | ``cpu`` | ``gpu`` picks a :class:`Profile`; when it is unset,
 ``gpu`` is chosen if CUDA is available, else ``cpu``. Every size a notebook uses (base model,
 sequence length, batch size, steps, data sizes) is read from here, so the same cells run in all three.
+
+Three more variables adjust the chosen profile, in :func:`get_profile`, so every notebook sees them:
+
+- ``MINIPEFT_BASE_MODEL`` replaces ``base_model`` (notebooks 00, 01, 05-07): ``mini-gpt2``, ``smollm2-135m``,
+  a Hub id such as ``gpt2``, or a local folder written by ``save_pretrained`` holding a GPT-2 or a
+  Llama-family causal LM;
+- ``MINIPEFT_GPT2_MODEL`` replaces ``gpt2_model`` (notebooks 02-04 build on GPT-2's own modules, so a local
+  folder must hold a GPT-2);
+- ``MINIPEFT_DRY_RUN=1`` keeps the model, batch size and sequence length and cuts every count (steps,
+  evaluation batches, data, seeds, generation length) to the least that runs every cell (:func:`dry_run`).
+
+Together they run the ``gpu`` profile on a CPU: ``make gpu-dry`` points both models at a stand-in for the Hub's
+GPT-2 (GPT-2's exact shapes and tokenizer, random weights: ``python -m minipeft.standin gpt2 DIR``).
+A dry run's numbers are not results: its profile says so in the line every notebook prints first.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
+
+from .paths import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,7 @@ class Profile:
     n_seeds: int  # repetitions of experiments that report a spread
     max_new_tokens: int  # generation length for samples
     description: str
+    dry_run: bool = False  # MINIPEFT_DRY_RUN: shapes kept, counts cut to the minimum (numbers are not results)
 
 
 PROFILES: dict[str, Profile] = {
@@ -61,9 +80,10 @@ def default_profile_name() -> str:
 
 
 def get_profile(name: str | Profile | None = None) -> Profile:
-    """Return the profile ``name``, or the one chosen by ``MINIPEFT_PROFILE`` / the hardware."""
+    """Return the profile ``name``, or the one chosen by ``MINIPEFT_PROFILE`` / the hardware, with the
+    overrides of ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied."""
     if isinstance(name, Profile):
-        return name
+        return with_overrides(name)
     chosen = name or os.environ.get("MINIPEFT_PROFILE") or default_profile_name()
     key = chosen.strip().lower()
     if key not in PROFILES:
@@ -72,7 +92,86 @@ def get_profile(name: str | Profile | None = None) -> Profile:
             f"Unknown minipeft profile {chosen!r}. Valid profiles: {valid}. "
             f"Set MINIPEFT_PROFILE to one of them (or unset it to choose from the hardware)."
         )
-    return PROFILES[key]
+    return with_overrides(PROFILES[key])
+
+
+BASE_MODEL_ENV = "MINIPEFT_BASE_MODEL"
+GPT2_MODEL_ENV = "MINIPEFT_GPT2_MODEL"
+DRY_RUN_ENV = "MINIPEFT_DRY_RUN"
+MODEL_FAMILIES = ("gpt2", "llama")  # the families the course's methods and recipes cover (minipeft.recipes)
+
+
+def dry_run_requested() -> bool:
+    """True when ``MINIPEFT_DRY_RUN`` is set to 1 (or true, yes)."""
+    return os.environ.get(DRY_RUN_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def dry_run(profile: Profile) -> Profile:
+    """``profile`` with its model, batch size and sequence length, and every count cut to the least that runs
+    every cell: 2 steps, evaluation every step on 1 batch, 4 batches of training data and 2 of validation,
+    16 test rows (a few MRs), 1 seed, 4 new tokens."""
+    if profile.dry_run:
+        return profile
+    return replace(profile, train_steps=2, gpt2_steps=2, sweep_steps=2, eval_every=1, eval_batches=1,
+                   n_train=4 * profile.batch_size, n_val=2 * profile.batch_size, n_test=16, n_seeds=1,
+                   max_new_tokens=4, dry_run=True,
+                   description=f"DRY RUN ({DRY_RUN_ENV}=1) of {profile.description}, every count cut to the "
+                               f"minimum: no number it prints is a result")
+
+
+def with_overrides(profile: Profile) -> Profile:
+    """``profile`` with ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied."""
+    base = os.environ.get(BASE_MODEL_ENV, "").strip()
+    gpt2 = os.environ.get(GPT2_MODEL_ENV, "").strip()
+    if base:
+        profile = replace(profile, base_model=checked_model(BASE_MODEL_ENV, base, MODEL_FAMILIES))
+    if gpt2:
+        profile = replace(profile, gpt2_model=checked_model(GPT2_MODEL_ENV, gpt2, ("gpt2",)))
+    return dry_run(profile) if dry_run_requested() else profile
+
+
+def model_folder(name: str) -> Path | None:
+    """The folder ``name`` stands for, or None for a model's name (``mini-gpt2``, a Hub id such as
+    ``openai-community/gpt2``, which has at most one slash). A folder exists, from the current folder or, for a
+    relative path set at the repository root and read in a kernel running in ``notebooks/``, from the repository
+    root; or it is written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``)."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
+        return REPO_ROOT / path
+    if path.is_dir() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return path
+    return None
+
+
+def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
+    """``name`` as given in the variable ``env``; a folder (:func:`model_folder`) must exist and hold a model of one
+    of ``families``, and comes back as its full path.
+
+    Raises a one-line ``ValueError`` naming the variable otherwise. Names (``mini-gpt2``, ``gpt2``, ...) pass
+    unchecked here: the loader resolves them. ``MINIPEFT_GPT2_MODEL`` refuses ``smollm2-135m`` (not a GPT-2).
+    """
+    fix = "Point it at a folder written by save_pretrained (or `python -m minipeft.standin gpt2 DIR`), or unset it."
+    path = model_folder(name)
+    if path is None:
+        if families == ("gpt2",) and name == "smollm2-135m":
+            raise ValueError(f"{env}={name}: notebooks 02-04 build on GPT-2's own modules, and SmolLM2 is a Llama-"
+                             f"family model. Use mini-gpt2, gpt2 or a GPT-2 folder, or unset it.")
+        return name
+    if not path.is_dir():
+        raise ValueError(f"{env}={name}: no such directory. {fix}")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{env}={name}: this directory holds no causal LM that from_pretrained can read "
+                         f"(no config.json). {fix}")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"{env}={name}: its config.json cannot be read ({type(err).__name__}). {fix}") from err
+    if model_type not in families:
+        wanted = "a GPT-2 (model_type gpt2)" if families == ("gpt2",) else \
+            f"a causal LM of a family the course covers ({', '.join(families)})"
+        raise ValueError(f"{env}={name}: this directory holds a {model_type!r} model, not {wanted}. {fix}")
+    return str(path.absolute())
 
 
 def get_device(profile: Profile | None = None) -> torch.device:

@@ -196,6 +196,9 @@ def train(model: nn.Module, train_loader: DataLoader, *, steps: int, lr: float,
             postfix["val"] = f"{history.val_loss[-1]:.3f}"
         bar.set_postfix(postfix)
     history.peak_memory_bytes = _peak_memory(device)
+    # Free the last step's gradients: a model kept after training (notebook 06 keeps one per setting on the GPU)
+    # then holds its weights only, not also a gradient the size of every trained weight.
+    optimizer.zero_grad(set_to_none=True)
     model.eval()
     return history
 

@@ -22,6 +22,9 @@ Offline smoke test on the course's mini GPT-2 and restaurant set (what ``tests/t
 
     python scripts/replicate_paper.py --model mini-gpt2 --data offline --max-steps 3 --n-test 8
 
+``--model`` also takes a local folder, e.g. a stand-in with GPT-2 Medium's shapes and random weights
+(``python -m minipeft.standin gpt2-medium DIR``), which ``make gpu-dry`` runs for one step of each method.
+
 ``--e2e-dir`` reads the original E2E CSV files (trainset.csv, devset.csv, testset_w_refs.csv) instead
 of the Hub.
 """
@@ -44,14 +47,29 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from minipeft.base_model import MINI_GPT2, load_hub_model, load_mini_gpt2  # noqa: E402
-from minipeft.data import IGNORE_INDEX, group_by_mr, load_e2e, load_e2e_csv, load_restaurant, make_loader  # noqa: E402
+from minipeft.base_model import (  # noqa: E402
+    MINI_GPT2,
+    announce,
+    load_hub_model,
+    load_local_model,
+    load_mini_gpt2,
+)
+from minipeft.data import (  # noqa: E402
+    E2E_FILES,
+    IGNORE_INDEX,
+    group_by_mr,
+    load_e2e,
+    load_e2e_csv,
+    load_restaurant,
+    make_loader,
+)
 from minipeft.lora import apply_lora  # noqa: E402
 from minipeft.lora_files import save_lora  # noqa: E402
 from minipeft.memory import count_parameters  # noqa: E402
 from minipeft.metrics import bleu, rouge_l, slot_error_rate  # noqa: E402
 from minipeft.notebook import quiet, seed_everything  # noqa: E402
 from minipeft.prefix import PrefixTuningModel  # noqa: E402
+from minipeft.profiles import model_folder  # noqa: E402
 from minipeft.recipes import RECIPES as MODEL_RECIPES  # noqa: E402
 from minipeft.train import generate_texts, train  # noqa: E402
 
@@ -87,7 +105,6 @@ PAPER = {
     "prefix": {"params": "0.35M", "BLEU": 69.7, "ROUGE-L": 71.4},
     "lora": {"params": "0.35M", "BLEU": 70.4, "ROUGE-L": 71.8},
 }
-E2E_FILES = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}
 
 
 class LabelSmoothed(nn.Module):
@@ -105,8 +122,15 @@ class LabelSmoothed(nn.Module):
 
 
 def load_model(name: str):
-    """The base model and tokenizer; a Hub model that cannot be loaded is an error, never a silent swap."""
-    return load_mini_gpt2() if name == MINI_GPT2 else load_hub_model(name)
+    """The base model and tokenizer: the mini GPT-2, a local folder (such as a stand-in written by
+    ``python -m minipeft.standin gpt2-medium DIR``, announced as random weights) or a Hub model. A model that
+    cannot be loaded is an error, never a silent swap."""
+    if name == MINI_GPT2:
+        return load_mini_gpt2()
+    folder = model_folder(name)
+    model, tokenizer = load_local_model(folder) if folder is not None else load_hub_model(name)
+    announce(model)  # one line, once: which model, and whether its weights are random
+    return model, tokenizer
 
 
 def load_split(split: str, args) -> list[tuple[str, str]]:
@@ -190,7 +214,8 @@ def table(results: list[dict], model: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="gpt2-medium", help="Hub id (gpt2-medium) or mini-gpt2 for a smoke test")
+    ap.add_argument("--model", default="gpt2-medium",
+                    help="Hub id (gpt2-medium), a local folder (a stand-in), or mini-gpt2 for a smoke test")
     ap.add_argument("--methods", nargs="+", default=["lora", "prefix"], choices=list(RECIPES))
     ap.add_argument("--data", choices=["e2e", "offline"], default="e2e", help="real E2E, or the offline set")
     ap.add_argument("--e2e-dir", help="folder with the original E2E CSVs (instead of the Hub)")

@@ -38,11 +38,15 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_notebook(path: Path, timeout: int = 600) -> tuple[float, float, list[str], list[str], str | None]:
+def run_notebook(path: Path, timeout: int = 600, save_to: Path | None = None
+                 ) -> tuple[float, float, list[str], list[str], str | None]:
     """Execute ``path``; returns (seconds, kernel CPU seconds, exercise keys found, keys that passed, error or None).
 
     The kernel's CPU seconds hardly depend on what else the machine runs, unlike the wall-clock seconds.
+    ``save_to``: also write the executed copy there (as far as it ran), never over ``path`` itself.
     """
+    if save_to is not None and save_to.resolve() == path.resolve():
+        raise ValueError(f"save_to would overwrite the notebook itself ({path}); give another path.")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": path.parent}})
     start, cpu_start = time.perf_counter(), _children_cpu_seconds()
@@ -54,6 +58,9 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[float, float, list[str
     except (CellTimeoutError, DeadKernelError) as err:
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
     seconds, cpu_seconds = time.perf_counter() - start, _children_cpu_seconds() - cpu_start
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, save_to)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     found = [key for cell in code for key in CHECK_CALL.findall(cell.source)]
     passed = [key for cell in code for key in CHECK_PASSED.findall(_text_outputs(cell))]

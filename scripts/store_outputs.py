@@ -65,11 +65,28 @@ def store(path: Path, timeout: int) -> float:
     return minutes
 
 
+def not_results() -> str | None:
+    """Why a run in this environment would print no results (a dry run, or a stand-in model), else None."""
+    from minipeft.base_model import STANDIN_FILE
+    from minipeft.profiles import BASE_MODEL_ENV, DRY_RUN_ENV, GPT2_MODEL_ENV, dry_run_requested
+
+    if dry_run_requested():
+        return f"{DRY_RUN_ENV} is set, and a dry run's numbers are not results. Unset it."
+    for env in (BASE_MODEL_ENV, GPT2_MODEL_ENV):
+        folder = os.environ.get(env, "").strip()
+        if folder and (Path(folder).expanduser() / STANDIN_FILE).is_file():
+            return f"{env}={folder} is a stand-in with random weights. Unset it."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="file names in notebooks/ (default: all)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run")
     args = parser.parse_args(argv)
+    if refused := not_results():
+        print(f"Outputs not stored: {refused}", file=sys.stderr)
+        return 1
     os.environ.setdefault("MINIPEFT_PROFILE", "cpu")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))

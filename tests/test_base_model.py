@@ -100,3 +100,19 @@ def test_every_position_is_trained_and_the_log_says_so():
     with torch.no_grad():
         short, full = (model(w, labels=w).loss.item() for w in (ids[:2048].view(-1, 128), ids[:2048].view(-1, 256)))
     assert math.exp(full) < 1.05 * math.exp(short)  # untrained positions would make the long windows worse
+
+
+def test_base_model_directory_missing_or_not_a_course_model_fails_in_one_line(monkeypatch, tmp_path):
+    """A stand-in's path mistyped, or a folder of another kind of model (BERT), fails at once in one line, where
+    a mistyped path used to be tried as a Hub id and quietly replaced by SmolLM2."""
+    from transformers import BertConfig
+
+    bert = tmp_path / "bert"
+    BertConfig(num_hidden_layers=1).save_pretrained(bert)  # transformers would load it as a BertLMHeadModel
+    for folder, says in ((tmp_path / "standin" / "gpt2", "no such directory"), (bert, "holds a 'bert' model")):
+        monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(folder))
+        with pytest.raises(ValueError, match=rf"^MINIPEFT_BASE_MODEL={folder}: .*{says}") as err:
+            load_base_model("gpu")
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"no such directory"):  # a path given directly, not through the variable
+        base_model.load_local_model(tmp_path / "nowhere")

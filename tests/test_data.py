@@ -179,11 +179,35 @@ def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys, tmp_path)
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))  # no cached E2E, whatever this machine has
     monkeypatch.setattr(base_model, "hub_offline", lambda: True)
+    monkeypatch.delenv("MINIPEFT_E2E_DIR", raising=False)
     with pytest.raises(ConnectionError, match="unreachable.*load_restaurant.*load_e2e_csv"):
         data.load_e2e("test")
     pairs, source = data.load_e2e_or_offline("test", "gpu")
     assert source == "offline" and len(pairs) == 200  # the offline set is capped at its committed size
     assert "Falling back to the offline restaurant set" in capsys.readouterr().out
+
+
+def test_gpu_profile_reads_real_e2e_from_a_local_folder_and_keeps_test_mrs_whole(monkeypatch, capsys, tmp_path):
+    """MINIPEFT_E2E_DIR (make gpu-dry) puts E2E's own CSV files where the Hub was; a test MR keeps every reference,
+    where cutting at n_test rows used to leave the last MR scored against only some of them."""
+    from minipeft import data
+
+    rows = [(f"name[R{i}], area[riverside]", f"R{i} is by the river, version {k}.") for i in range(6) for k in range(3)]
+    for name in data.E2E_FILES.values():
+        write_csv(rows, tmp_path / name)
+    monkeypatch.setenv("MINIPEFT_E2E_DIR", str(tmp_path))
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")  # n_test = 16 rows: five MRs and one reference of the sixth
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    pairs, source = data.load_e2e_or_offline("test", "gpu")
+    assert source == "E2E" and pairs == rows  # ... so the sixth MR's other two references come too
+    assert f"real E2E NLG from {tmp_path / 'testset_w_refs.csv'} (MINIPEFT_E2E_DIR)" in capsys.readouterr().out
+    train_pairs, _ = data.load_e2e_or_offline("train", "gpu")
+    assert train_pairs == rows  # n_train = 32 rows, more than there are: all 18
+    assert data.first_rows(rows, 4) == rows[:4] and data.first_rows(rows, 4, whole_mrs=True) == rows[:6]
+    assert data.first_rows(rows, 0, whole_mrs=True) == []
+    (tmp_path / "devset.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="No E2E CSV at .*devset.csv"):  # never a silent swap
+        data.load_e2e_or_offline("validation", "gpu")
 
 
 def test_unknown_split_names_the_valid_ones():

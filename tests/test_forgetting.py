@@ -105,6 +105,19 @@ def test_learning_rates_are_the_recipes_of_notebook_05():
         learning_rate(Setting("full"), "gpt2-xl")
 
 
+def test_learning_rates_follow_the_model_loaded_not_the_profiles_name(tiny):
+    """Notebooks 06 and 07 passed `profile.base_model`: in the gpu profile that is "gpt2" even when the Hub is
+    unreachable and SmolLM2 was loaded instead (GPT-2's rates on SmolLM2), and a folder's path (a stand-in) is in
+    no table. The loaded model finds its recipe by name, else by family."""
+    smollm2 = tiny["llama"]()
+    smollm2.name_or_path = "smollm2-135m"
+    standin = tiny["gpt2"]()
+    standin.name_or_path = "/data/cache/standin/gpt2"
+    for model, recipe in ((smollm2, RECIPES["smollm2-135m"]), (standin, RECIPES["gpt2"])):
+        assert [learning_rate(Setting(m), model) for m in ("full", "lora", "prefix")] == [
+            recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
+
+
 def test_settings_validate_and_label_themselves():
     with pytest.raises(ValueError, match="Unknown method 'adapter'"):
         Setting("adapter")
@@ -175,6 +188,20 @@ def test_results_round_trip_and_refuse_another_profile(tmp_path, capsys):
     assert "measured with profile 'ci', not 'cpu'" in capsys.readouterr().out
     assert load_results("07_comparison", "ci", results_dir=tmp_path) is None
     assert "No saved results 07_comparison.json" in capsys.readouterr().out
+
+
+def test_a_dry_runs_results_are_never_read_as_a_real_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")
+    save_results("06_forgetting", {"rows": [1]}, "ci", results_dir=tmp_path)
+    assert load_results("06_forgetting", "ci", results_dir=tmp_path) == {"rows": [1]}  # dry run reads dry run
+    monkeypatch.delenv("MINIPEFT_DRY_RUN")
+    assert load_results("06_forgetting", "ci", results_dir=tmp_path) is None
+    assert "comes from a dry run and this is a real run" in capsys.readouterr().out
+    save_results("06_forgetting", {"rows": [2]}, "ci", results_dir=tmp_path)
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "smollm2-135m")  # another base model: not its results either
+    assert load_results("06_forgetting", "ci", results_dir=tmp_path) is None
+    assert "was measured on mini-gpt2, not smollm2-135m" in capsys.readouterr().out
 
 
 def slot_list_pairs(pairs):

@@ -213,3 +213,39 @@ def test_bad_input_names_the_fix():
         training_memory(-1)
     with pytest.raises(ValueError, match="Unknown method 'adapter'. Choose one of: full, lora, prefix"):
         method_memory(model_sizes()["GPT-2 small"], "adapter")
+
+
+def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
+    """The T4 figures in docs/instructors.md: every part by its arithmetic, for GPT-2 small at batch 8 x 128."""
+    from minipeft.forgetting import settings_for
+    from minipeft.memory import GPUS, gpt2_activation_bytes, gpu_profile_peaks, training_peak
+
+    cfg = gpt2_config("gpt2")
+    n = 124_439_808
+    activations = 12 * 128 * 8 * 768 * (34 + 5 * 12 * 128 // 768)  # Korthikanti et al.: 34 + 5as/h = 44 here
+    assert gpt2_activation_bytes(cfg, 8, 128)[0] == activations
+    full = training_peak(cfg, n, 0, batch_size=8, seq_len=128, kept_models=1)
+    assert full.total == sum(full.parts.values()) == (
+        training_memory(n).total + 2 * n + activations + 10 * 8 * 128 * 50257 + 4 * n)  # 16 + 2 + 4 B a parameter
+    assert full.parts["AdamW m and v (fp32)"] == 8 * n and set(full.parts) == set(full.arithmetic)
+    peaks = gpu_profile_peaks()
+    assert [p.label.split(",")[0] for p in peaks] == ["notebook 05"] * 3 + ["notebook 06"]
+    assert peaks[0].total == full.total and peaks[0].total > peaks[1].total > peaks[2].total  # full > prefix > LoRA
+    assert peaks[3].parts["other models kept on the GPU"] == len(settings_for("gpu")) * 4 * n  # 06 keeps them all
+    assert max(p.total for p in peaks) == peaks[3].total < GPUS["T4 (16 GB)"] / 2
+    assert "an estimate, not a measurement" in peaks[0].format() and "10 B x 8*128*50,257" in peaks[0].format()
+
+
+def test_instructors_guide_states_the_estimates_the_code_computes():
+    from pathlib import Path
+
+    from minipeft.memory import gpu_profile_peaks
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "instructors.md").read_text()
+    block = guide.split("<!-- gpu memory estimate:")[1].split("<!-- end of gpu memory estimate -->")[0]
+    rows = [line for line in block.splitlines() if line.startswith("| notebook")]
+    peaks = gpu_profile_peaks()
+    assert len(rows) == len(peaks)
+    for row, peak in zip(rows, peaks):
+        assert row.endswith(f"**{peak.total / GB:.2f}** |"), (row, peak.label)
+        assert [f"{v / GB:.2f}" for v in peak.parts.values()] == [cell.split()[0] for cell in row.split("|")[2:-2]]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,51 @@ def test_setup_line_names_the_model_the_notebook_builds_on(monkeypatch):
     cpu = get_profile("cpu")
     assert "| base model: smollm2-135m |" in describe(cpu, torch.device("cpu"))
     assert "| base model: mini-gpt2 |" in describe(cpu, torch.device("cpu"), gpt2=True)  # notebooks 02-04
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_dry_run_keeps_the_shapes_and_cuts_the_counts(monkeypatch, name):
+    from minipeft.notebook import describe
+
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    monkeypatch.delenv("MINIPEFT_GPT2_MODEL", raising=False)
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")
+    full, dry = PROFILES[name], get_profile(name)
+    kept = ("name", "base_model", "gpt2_model", "seq_len", "batch_size")
+    assert [getattr(dry, f) for f in kept] == [getattr(full, f) for f in kept] and dry.dry_run and not full.dry_run
+    assert (dry.train_steps, dry.gpt2_steps, dry.sweep_steps, dry.eval_batches, dry.n_seeds) == (2, 2, 2, 1, 1)
+    assert dry.n_train >= 2 * dry.batch_size and dry.n_val >= dry.batch_size  # a batch still fills
+    assert dry.max_new_tokens < full.max_new_tokens and dry.n_test < full.n_test
+    assert get_profile(dry) == dry  # applying it twice changes nothing
+    assert "DRY RUN" in describe(dry, torch.device("cpu")) and "no number it prints is a result" in dry.description
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "0")
+    assert get_profile(name) == full
+
+
+def test_model_overrides_reach_the_profile_and_refuse_what_they_cannot_load(monkeypatch, tmp_path):
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    monkeypatch.delenv("MINIPEFT_DRY_RUN", raising=False)
+    gpt2, llama, bert = tmp_path / "gpt2", tmp_path / "llama", tmp_path / "bert"
+    GPT2Config(n_layer=1).save_pretrained(gpt2)
+    LlamaConfig(num_hidden_layers=1).save_pretrained(llama)
+    BertConfig(num_hidden_layers=1).save_pretrained(bert)
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(llama))
+    monkeypatch.setenv("MINIPEFT_GPT2_MODEL", str(gpt2))
+    profile = get_profile("gpu")
+    assert (profile.base_model, profile.gpt2_model) == (str(llama), str(gpt2))
+    cases = [("MINIPEFT_BASE_MODEL", tmp_path / "missing", "no such directory"),
+             ("MINIPEFT_BASE_MODEL", bert, "holds a 'bert' model, not a causal LM of a family the course covers"),
+             ("MINIPEFT_GPT2_MODEL", llama, "holds a 'llama' model, not a GPT-2"),
+             ("MINIPEFT_GPT2_MODEL", "smollm2-135m", "SmolLM2 is a Llama-family model")]
+    for env, value, says in cases:
+        with monkeypatch.context() as patch:
+            patch.setenv(env, str(value))
+            with pytest.raises(ValueError, match=rf"^{env}={value}: .*{says}") as err:
+                get_profile("gpu")
+            assert "\n" not in str(err.value)
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "data/mini-gpt2")  # set at the repository root, read in notebooks/
+    monkeypatch.chdir(tmp_path)
+    assert get_profile("ci").base_model == str(Path(__file__).resolve().parents[1] / "data" / "mini-gpt2")
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "gpt2-medium")  # a Hub id is left to the loader
+    assert get_profile("cpu").base_model == "gpt2-medium"

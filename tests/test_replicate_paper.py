@@ -60,3 +60,17 @@ def test_smoke_run_prints_the_table_beside_the_paper(script, tmp_path, capsys):
     assert all(0 <= r["BLEU"] <= 100 and 0 <= r["SER"] <= 1 and r["steps"] == 2 for r in results)
     assert lora["checkpoint_bytes"] < 200_000
     assert json.loads(out.read_text())[0]["method"] == "lora"
+
+
+def test_the_script_loads_a_local_folder_and_says_when_its_weights_are_random(script, tmp_path, monkeypatch, capsys):
+    """`make gpu-dry` points --model at a stand-in for GPT-2 Medium; a mistyped folder fails, never a Hub swap."""
+    from transformers import GPT2Config
+
+    from minipeft import standin
+
+    monkeypatch.setattr(standin, "gpt2_config", lambda hub_id: GPT2Config(n_layer=1, n_embd=8, n_head=2))
+    folder = standin.write_standin("gpt2-medium", tmp_path / "gpt2-medium")
+    model, tokenizer = script.load_model(str(folder))
+    assert f"a STAND-IN for gpt2-medium in {folder}" in capsys.readouterr().out and len(tokenizer) == 50257
+    with pytest.raises(ValueError, match="no such directory"):
+        script.load_model(str(tmp_path / "gpt2-large"))

@@ -92,3 +92,22 @@ def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(t
             with pytest.raises(SystemExit, match="no setup_notebook"):
                 store_outputs.store(path, timeout=60)
             assert path.read_text() == before  # the notebook is left as it was
+
+
+def test_store_outputs_refuses_a_dry_run_and_a_stand_in(tmp_path, monkeypatch, capsys):
+    """Stored outputs are results: `make outputs` in a dry run, or on a stand-in's random weights, stores nothing."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "store_outputs.py"
+    spec = importlib.util.spec_from_file_location("store_outputs", script)
+    store_outputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(store_outputs)
+    monkeypatch.setattr(store_outputs, "store", lambda path, timeout: pytest.fail("a notebook was run"))
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")
+    assert store_outputs.main(["00_start_here.ipynb"]) == 1
+    assert "MINIPEFT_DRY_RUN is set" in capsys.readouterr().err
+    monkeypatch.delenv("MINIPEFT_DRY_RUN")
+    (tmp_path / "minipeft_standin.json").write_text("{}")
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(tmp_path))
+    assert store_outputs.main(["00_start_here.ipynb"]) == 1
+    assert "is a stand-in with random weights" in capsys.readouterr().err

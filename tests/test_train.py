@@ -1,6 +1,7 @@
 """The shared training loop: it learns, it trains only what requires grad, and it measures honestly."""
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -191,6 +192,24 @@ def test_autocast_uses_bf16_only_where_the_gpu_has_it(monkeypatch, major, expect
     assert torch.cuda.is_bf16_supported()  # the trap: True through emulation, whatever the capability
     assert autocast_dtype(torch.device("cuda")) == expected
     assert autocast_dtype(torch.device("cpu")) is None
+
+
+def test_no_code_asks_whether_bf16_works_the_way_a_t4_answers_yes():
+    """Everything that names or picks a precision asks autocast_dtype (or passes including_emulation=False):
+    notebook 00's environment check said "bf16 supported" on a T4, where train() uses fp16."""
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("minipeft/**/*.py"), *root.glob("scripts/*.py"), *root.glob("notebooks/*.ipynb")]
+    for path in files:
+        for call in re.findall(r"(?<!`)torch\.cuda\.is_bf16_supported\((.*?)\)", path.read_text()):  # not ``quoted``
+            assert "including_emulation=False" in call, f"{path.name}: is_bf16_supported({call}) is True on a T4"
+
+
+def test_training_frees_its_gradients(tokenizer, loaders):
+    """A model kept after training (notebook 06 keeps one per setting on the GPU) holds no gradients: for full
+    fine-tuning they were as large as the weights."""
+    model = tiny_model(len(tokenizer))
+    train(model, loaders[0], steps=2, lr=1e-3, progress=False)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_one_evaluation_helper_restores_the_mode_everywhere(tokenizer, loaders):

@@ -140,3 +140,53 @@ def test_a_notebook_without_slide_tags_says_how_to_tag_it():
         build_slides.deck_notebook(nb, "09_x.ipynb")
     assert str(err.value) == ("09_x.ipynb: 1 cell(s) tagged 'slides'; a deck needs at least two. Tag the introduction, "
                               "the section headings and the figures (cell metadata \"tags\").")
+
+
+def test_gpu_dry_runs_every_notebook_in_the_dry_run_on_the_stand_in(tmp_path, monkeypatch, capsys):
+    """`make gpu-dry`'s wiring, with the notebooks themselves stubbed out (they take a long time on 2 cores)."""
+    import os
+
+    from minipeft.data import E2E_FILES, write_csv
+
+    gpu_dry, seen = _script("gpu_dry"), []
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # main() sets the dry run's variables; undone afterwards
+    monkeypatch.setattr(gpu_dry, "OUT", tmp_path / "gpu-dry")
+    folders = {hub_id: tmp_path / "standin" / hub_id for hub_id in ("gpt2", "gpt2-medium")}
+    for folder in folders.values():  # a GPT-2's configuration is all the profile checks
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    monkeypatch.setattr(gpu_dry, "standins", lambda: folders)
+    devset = tmp_path / "devset.csv"
+    write_csv([("name[Alimentum], area[riverside]", "Alimentum is by the river.")], devset)
+    monkeypatch.setenv("MINIPEFT_E2E_DEVSET", str(devset))
+
+    class Runner:
+        @staticmethod
+        def run_notebook(path, timeout, save_to):
+            seen.append((path.name, dict(os.environ), save_to))
+            return 1.0, 2.0, [], [], None
+
+    monkeypatch.setattr(gpu_dry, "_run_notebooks", lambda: Runner)
+    assert gpu_dry.main(["00_start_here.ipynb", "05_gpt2_finetune.ipynb", "--no-replicate"]) == 0
+    name, env, save_to = seen[1]
+    assert (env["MINIPEFT_PROFILE"], env["MINIPEFT_DRY_RUN"], env["HF_HUB_OFFLINE"]) == ("gpu", "1", "1")
+    assert env["MINIPEFT_BASE_MODEL"] == env["MINIPEFT_GPT2_MODEL"] == str(folders["gpt2"])
+    out = tmp_path / "gpu-dry"
+    assert save_to == out / name and env["MINIPEFT_RESULTS_DIR"] == str(out / "results")
+    e2e = Path(env["MINIPEFT_E2E_DIR"])
+    assert all((e2e / f).is_symlink() and (e2e / f).resolve() == devset.resolve() for f in E2E_FILES.values())
+    printed = capsys.readouterr().out
+    assert "05_gpt2_finetune.ipynb: 1 s (2 kernel CPU s)" in printed and "T4 estimate 3.7 GB" in printed
+    summary = (tmp_path / "gpu-dry" / "summary.md").read_text()
+    assert "| 05_gpt2_finetune.ipynb | 1 | 2 |" in summary and "all of `make gpu-dry`" in summary
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the check would run for real")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: no CUDA device")
