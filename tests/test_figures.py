@@ -60,7 +60,6 @@ def test_the_committed_figures_are_the_scripts_output(fresh):
         assert old == new, f"docs/figures/{name}.svg differs from scripts/make_figures.py's output: run `make figures`"
 
 
-@pytest.mark.xfail(strict=False, reason="embedded by the lead after the notebooks' stored runs")
 @pytest.mark.parametrize("name", NAMES)
 def test_each_figure_is_shown_in_a_notebook(name):
     markdown = "\n".join("".join(cell["source"]) for path in NOTEBOOKS
