@@ -111,21 +111,16 @@ def load_local_model(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     return _ready(model, tokenizer, str(path))
 
 
-def base_model_name(profile: str | Profile | None = None) -> str:
-    """The base model the active profile loads: ``MINIPEFT_BASE_MODEL`` when set, else the profile's."""
-    return get_profile(profile).base_model  # get_profile applies MINIPEFT_BASE_MODEL
-
-
 def load_base_model(profile: str | Profile | None = None, name: str | None = None,
                     device: torch.device | str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return ``(model, tokenizer)`` for the active (or given) profile, in eval mode on its device.
 
-    ``name`` overrides the profile's base model (see :func:`base_model_name`). Hub models fall back to the
-    offline SmolLM2-135M, with one printed line, when the Hub cannot be reached. The first load of each
-    model in a session prints one line saying what it is.
+    ``name`` overrides the profile's ``base_model`` (which ``MINIPEFT_BASE_MODEL`` sets, in ``get_profile``).
+    Hub models fall back to the offline SmolLM2-135M, with one printed line, when the Hub cannot be reached.
+    The first load of each model in a session prints one line saying what it is.
     """
     profile = get_profile(profile)
-    name = name or base_model_name(profile)
+    name = name or profile.base_model
     if name == MINI_GPT2:
         model, tokenizer = load_mini_gpt2()
     elif name == SMOLLM2:

@@ -68,13 +68,14 @@ def store(path: Path, timeout: int) -> float:
 def not_results() -> str | None:
     """Why a run in this environment would print no results (a dry run, or a stand-in model), else None."""
     from minipeft.base_model import STANDIN_FILE
-    from minipeft.profiles import BASE_MODEL_ENV, DRY_RUN_ENV, GPT2_MODEL_ENV, dry_run_requested
+    from minipeft.profiles import BASE_MODEL_ENV, DRY_RUN_ENV, GPT2_MODEL_ENV, dry_run_requested, model_folder
 
     if dry_run_requested():
         return f"{DRY_RUN_ENV} is set, and a dry run's numbers are not results. Unset it."
     for env in (BASE_MODEL_ENV, GPT2_MODEL_ENV):
         folder = os.environ.get(env, "").strip()
-        if folder and (Path(folder).expanduser() / STANDIN_FILE).is_file():
+        path = model_folder(folder) if folder else None  # the loader's own reading of the variable
+        if path is not None and (path / STANDIN_FILE).is_file():
             return f"{env}={folder} is a stand-in with random weights. Unset it."
     return None
 

@@ -11,6 +11,7 @@ from minipeft import base_model
 from minipeft.base_model import MiniModelMissingError, gpt2_tokenizer, load_base_model, load_mini_gpt2
 from minipeft.corpus import heldout_text
 from minipeft.paths import MINI_GPT2_DIR
+from minipeft.profiles import get_profile
 
 
 def test_mini_model_loads_fast_and_writes_english():
@@ -66,9 +67,9 @@ def test_hub_model_falls_back_offline_with_one_line(monkeypatch, capsys):
 
 def test_each_profile_names_its_base_model_and_the_override_wins(monkeypatch):
     monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
-    assert [base_model.base_model_name(p) for p in ("ci", "cpu", "gpu")] == ["mini-gpt2", "smollm2-135m", "gpt2"]
+    assert [get_profile(p).base_model for p in ("ci", "cpu", "gpu")] == ["mini-gpt2", "smollm2-135m", "gpt2"]
     monkeypatch.setenv("MINIPEFT_BASE_MODEL", "mini-gpt2")
-    assert base_model.base_model_name("cpu") == "mini-gpt2"
+    assert get_profile("cpu").base_model == "mini-gpt2"
     assert load_base_model("cpu")[0].name_or_path == "mini-gpt2"
 
 
