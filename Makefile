@@ -46,6 +46,7 @@ slides: setup
 	.venv/bin/python scripts/build_slides.py
 
 # The course's diagrams, drawn by matplotlib into docs/figures/*.svg (committed; tests/test_figures.py compares them).
+# Then `make colab` embeds the new drawings in the notebooks.
 figures: setup
 	.venv/bin/python scripts/make_figures.py
 
@@ -57,7 +58,8 @@ cache: setup
 cache-check: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check
 
-# Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository.
+# Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository, and embed
+# each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
 

@@ -1,5 +1,6 @@
 """One-click Colab: every badge and install cell agrees with pyproject.toml, and the install cell is a no-op here."""
 
+import base64
 import importlib.util
 import io
 import json
@@ -267,3 +268,29 @@ def test_on_colab_a_notebook_missing_another_notebooks_results_says_so_and_offer
         "On Colab each notebook runs in its own runtime, so results that another notebook saved are not here, and "
         "this cell now recomputes a reduced version of them. Quick path: in the other notebook's runtime download "
         f"results/06_forgetting.json (Files panel), upload it here to {tmp_path}/, and run this cell again.\n")
+
+
+def test_diagrams_travel_inside_the_notebook_as_attachments_of_the_current_figure(tmp_path):
+    root = _course_copy(tmp_path)
+    (root / "docs" / "figures").mkdir(parents=True)
+    figure = root / "docs" / "figures" / "lora_path.svg"
+    figure.write_text('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><title>v1</title></svg>\n')
+    path = root / "notebooks" / "03_lora.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"][2]["source"] = ["## The path\n", "\n", "![LoRA beside W0](../docs/figures/lora_path.svg)\n"]
+    path.write_text(json.dumps(nb))
+    assert sync.main([], root) == 0
+    cell = json.loads(path.read_text())["cells"][3]  # after the install cell
+    assert "".join(cell["source"]).endswith("![LoRA beside W0](attachment:lora_path.svg)\n")
+    stored = cell["attachments"]["lora_path.svg"]["image/svg+xml"]
+    assert base64.b64decode(stored) == figure.read_bytes()
+    assert _check(root) == (0, "")
+
+    figure.write_text(figure.read_text().replace("v1", "v2"))  # `make figures` redrew it: the copy is stale
+    code, report = _check(root)
+    assert code == 1 and "03_lora.ipynb: the diagram (lora_path)" in report and "not embedded" in report
+    assert sync.main([], root) == 0 and _check(root) == (0, "")
+
+    figure.unlink()
+    with pytest.raises(FileNotFoundError, match=r"docs/figures/lora_path.svg does not exist.*make figures"):
+        sync.main([], root)
