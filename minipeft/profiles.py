@@ -47,7 +47,7 @@ class Profile:
     eval_batches: int  # batches per evaluation
     n_train: int  # task examples for training
     n_val: int  # ... for validation
-    n_test: int  # ... for the final test
+    n_test: int  # ... for the final test, in rows (pairs); the test split keeps whole MRs (data.first_rows)
     n_seeds: int  # repetitions of experiments that report a spread
     max_new_tokens: int  # generation length for samples
     description: str
@@ -66,9 +66,11 @@ PROFILES: dict[str, Profile] = {
         n_seeds=1, max_new_tokens=40,
         description="a laptop: real training runs of a real pretrained LM (SmolLM2-135M), offline",
     ),
+    # n_train and n_test: every row of E2E's train and test splits (the test split: 4,693 rows, 630 MRs, as scored
+    # in the papers); n_test counts rows, so 630 here would score only the first ~85 MRs.
     "gpu": Profile(
         name="gpu", base_model="gpt2", gpt2_model="gpt2", seq_len=128, batch_size=8, train_steps=2000,
-        gpt2_steps=2000, sweep_steps=500, eval_every=200, eval_batches=25, n_train=42061, n_val=1000, n_test=630,
+        gpt2_steps=2000, sweep_steps=500, eval_every=200, eval_batches=25, n_train=42061, n_val=1000, n_test=4693,
         n_seeds=3, max_new_tokens=60, description="one GPU (a Colab T4 is enough): real GPT-2 (124M)",
     ),
 }

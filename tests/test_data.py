@@ -142,6 +142,20 @@ def test_real_e2e_devset_loads_and_parses(tokenizer):
     assert sum(1 for _ in loader) == 4
 
 
+@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
+def test_the_gpu_profile_scores_every_mr_of_e2e_because_n_test_counts_rows():
+    """E2E lists ~7 references per MR, one per row: n_test = 630 (the number of test MRs) kept only the first ~85 MRs.
+    The gpu profile takes every test row (4,693), so all 630 MRs are scored, as in the papers. Shown on the dev set
+    (4,672 rows, 547 MRs): as many rows as MRs covers only a sixth of them."""
+    from minipeft.data import first_rows
+
+    pairs = load_e2e_csv(DEVSET)
+    n_mrs = len(group_by_mr(pairs))
+    assert len(group_by_mr(first_rows(pairs, n_mrs, whole_mrs=True))) < n_mrs / 4
+    assert PROFILES["gpu"].n_test >= 4693 > len(pairs)  # E2E's test split has 4,693 rows (load_e2e's docstring)
+    assert len(group_by_mr(first_rows(pairs, PROFILES["gpu"].n_test, whole_mrs=True))) == n_mrs
+
+
 def test_hub_loader_reads_the_parquet_export(tmp_path, monkeypatch):
     """The Hub is unreachable here: stand a local copy of the Parquet export in for it."""
     import datasets
