@@ -99,7 +99,10 @@ def probe_texts(model: nn.Module, tokenizer, prompts: Sequence[str] = PROBES, ma
 # ----------------------------------------------------------------------------- one method, one setting
 @dataclass(frozen=True)
 class Setting:
-    """One method with its size knob: ``full``; ``lora`` (rank ``r``, ``targets``); ``prefix`` (``length``)."""
+    """One method with its size knob: ``full``; ``lora`` (rank ``r``, ``targets``); ``prefix`` (``length``).
+
+    ``lr_scale`` multiplies the method's learning rate from :mod:`minipeft.recipes` (1: the recipe's own rate).
+    """
 
     method: str
     r: int = 4
@@ -107,20 +110,31 @@ class Setting:
     alpha: float = 32.0  # fixed while r varies, as in Hu et al.: alpha/r keeps the update's size comparable
     length: int = 10
     mlp_hidden: int = 512  # the prefix paper's reparameterisation P = MLP(P')
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "prefix"):
             raise ValueError(f"Unknown method {self.method!r}: use 'full', 'lora' or 'prefix'.")
+        if not self.lr_scale > 0:
+            raise ValueError(f"lr_scale must be a positive number, not {self.lr_scale!r}: 1 is the recipe's rate.")
         if self.method == "lora" and self.targets not in LORA_TARGETS["gpt2"]:  # "qv": the LoRA paper; "all": Biderman
             raise ValueError(f"Unknown LoRA targets {self.targets!r}: use one of {sorted(LORA_TARGETS['gpt2'])}.")
 
     @property
-    def label(self) -> str:
+    def name(self) -> str:
+        """The method and its size, whatever the rate: ``LoRA r=16 (qv)``."""
         if self.method == "full":
             return "full FT"
         if self.method == "lora":
             return f"LoRA r={self.r} ({self.targets})"
         return f"prefix P={self.length}"
+
+    @property
+    def label(self) -> str:
+        """The name, and the rate when it is not the recipe's: ``LoRA r=16 (qv) lr/3``, ``full FT lr x3``."""
+        if self.lr_scale == 1:
+            return self.name
+        return f"{self.name} lr/{1 / self.lr_scale:g}" if self.lr_scale < 1 else f"{self.name} lr x{self.lr_scale:g}"
 
     def build(self, base: nn.Module) -> nn.Module:
         """A trainable model on a *copy* of ``base`` (``base`` itself is never changed)."""
@@ -145,19 +159,30 @@ def settings_for(profile: str | Profile | None = None) -> list[Setting]:
             Setting("prefix", length=5), Setting("prefix", length=20)]
 
 
+def rate_checks(profile: str | Profile | None = None) -> list[Setting]:
+    """Notebook 06's question "the method, or its learning rate?": a setting of each method from
+    :func:`settings_for` trained again at another rate: each adapter at a third of its rate, full fine-tuning at
+    three times its own."""
+    name = get_profile(profile).name
+    lora, prefix = {"ci": (1, 10), "cpu": (16, 10)}.get(name, (16, 20))
+    return [Setting("full", lr_scale=3), Setting("lora", r=lora, lr_scale=1 / 3),
+            Setting("prefix", length=prefix, lr_scale=1 / 3)]
+
+
 def learning_rate(setting: Setting, base_model: str | nn.Module) -> float:
-    """The learning rate of ``setting``'s method on ``base_model``: notebook 05's, from :mod:`minipeft.recipes`.
+    """The learning rate of ``setting`` on ``base_model``: its method's in notebook 05, from :mod:`minipeft.recipes`,
+    times the setting's ``lr_scale``.
 
     Pass the loaded model: :func:`minipeft.recipes.recipe_for` finds its recipe by its name, else by its family,
     so a model from a local folder (a stand-in GPT-2) or the SmolLM2 the ``gpu`` profile falls back to offline
     gets its own rates. A name must be one of the table's.
     """
     if isinstance(base_model, nn.Module):
-        return recipe_for(base_model).lr[METHOD_NAMES[setting.method]]
+        return recipe_for(base_model).lr[METHOD_NAMES[setting.method]] * setting.lr_scale
     if base_model not in RECIPES:
         raise ValueError(f"No recipe for base model {base_model!r}; minipeft.recipes has {sorted(RECIPES)}. "
                          f"Pass the loaded model instead, and its family's recipe is used.")
-    return RECIPES[base_model].lr[METHOD_NAMES[setting.method]]
+    return RECIPES[base_model].lr[METHOD_NAMES[setting.method]] * setting.lr_scale
 
 
 def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
@@ -176,8 +201,9 @@ def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val
                   "ppl_before": general_perplexity(base, blocks)}
     model = setting.build(base)
     history = train(model, train_loader, steps=steps, lr=lr, warmup_steps=steps // 10, seed=seed, progress=False)
-    row = {"label": setting.label, **asdict(setting), "seed": seed, "steps": steps, "lr": lr, **before,
-           "task_loss": evaluate_loss(model, val_loader, eval_batches), "ppl_after": general_perplexity(model, blocks),
+    row = {"label": setting.label, "name": setting.name, **asdict(setting), "seed": seed, "steps": steps, "lr": lr,
+           **before, "task_loss": evaluate_loss(model, val_loader, eval_batches),
+           "ppl_after": general_perplexity(model, blocks),
            "trainable": count_parameters(model, trainable_only=True),
            "seconds_per_step": history.median_seconds_per_step}
     row["ppl_increase_pct"] = 100 * (row["ppl_after"] / row["ppl_before"] - 1)
@@ -193,7 +219,8 @@ def summarize(rows: Sequence[dict], keys: Sequence[str] = ("task_loss", "ppl_inc
     """One row per label (in first-seen order): mean and sample standard deviation of ``keys`` over seeds."""
     out: dict[str, dict] = {}
     for row in rows:
-        out.setdefault(row["label"], {"label": row["label"], "method": row["method"], "n": 0, "_values": {}})
+        out.setdefault(row["label"], {"label": row["label"], "name": row["name"], "method": row["method"],
+                                      "lr": row["lr"], "n": 0, "_values": {}})
         entry = out[row["label"]]
         entry["n"] += 1
         for k in keys:
@@ -206,13 +233,22 @@ def summarize(rows: Sequence[dict], keys: Sequence[str] = ("task_loss", "ppl_inc
     return list(out.values())
 
 
+def forgetting_by_rate(summary: Sequence[dict], rate_summary: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """The perplexity increase (%) of each method's rate-checked setting: ``{"recipe": {method: ...}, "checked":
+    {method: ...}}``, the same settings at the recipe's rate and at the rate of :func:`rate_checks`."""
+    names = {s["name"] for s in rate_summary}
+    return {"recipe": {s["method"]: s["ppl_increase_pct_mean"] for s in summary if s["name"] in names},
+            "checked": {s["method"]: s["ppl_increase_pct_mean"] for s in rate_summary}}
+
+
 def format_summary(summary: Sequence[dict]) -> str:
     """A plain-text table of :func:`summarize`'s rows: mean ± std over the seeds."""
-    lines = [f"{'setting':<20} {'seeds':>5} {'task loss':>15} {'general ppl +%':>17} {'slot errors %':>17}"]
+    lines = [f"{'setting':<20} {'lr':>7} {'seeds':>5} {'task loss':>15} {'general ppl +%':>17} {'slot errors %':>17}"]
     for s in summary:
         ser = (f"{100 * s['slot_error_rate_mean']:7.1f} ± {100 * s['slot_error_rate_std']:5.1f}"
                if "slot_error_rate_mean" in s else f"{'-':>15}")
-        lines.append(f"{s['label']:<20} {s['n']:>5} {s['task_loss_mean']:7.3f} ± {s['task_loss_std']:5.3f} "
+        lines.append(f"{s['label']:<20} {s['lr']:>7.2g} {s['n']:>5} "
+                     f"{s['task_loss_mean']:7.3f} ± {s['task_loss_std']:5.3f} "
                      f"{s['ppl_increase_pct_mean']:9.1f} ± {s['ppl_increase_pct_std']:5.1f} {ser:>17}")
     return "\n".join(lines)
 
@@ -221,8 +257,14 @@ METHOD_COLORS = {"full": "tab:red", "lora": "tab:blue", "prefix": "tab:green"}
 
 
 def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None):
-    """Learn-vs-forget (after Biderman et al. 2024): task loss (left = learned more) against perplexity increase."""
+    """Learn-vs-forget (after Biderman et al. 2024): task loss (left = learned more) against perplexity increase,
+    on a log scale above 10%; a dashed line joins one setting trained at several learning rates."""
     ax = ax or plt.gca()
+    for name in dict.fromkeys(s["name"] for s in summary):
+        same = sorted((s for s in summary if s["name"] == name), key=lambda s: s["lr"])
+        if len(same) > 1:
+            ax.plot([s["task_loss_mean"] for s in same], [s["ppl_increase_pct_mean"] for s in same], "--",
+                    color=METHOD_COLORS[same[0]["method"]], lw=1)
     for s in summary:
         ax.errorbar(s["task_loss_mean"], s["ppl_increase_pct_mean"], xerr=s["task_loss_std"],
                     yerr=s["ppl_increase_pct_std"], fmt="o", color=METHOD_COLORS[s["method"]], capsize=3)
@@ -231,6 +273,7 @@ def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None
     for method, color in METHOD_COLORS.items():
         ax.plot([], [], "o", color=color, label=METHOD_NAMES[method])
     ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("symlog", linthresh=10)
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel("general-text perplexity increase (%; up = forgot more)")

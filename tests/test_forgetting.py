@@ -15,12 +15,14 @@ from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
 from minipeft.forgetting import (
     Setting,
+    forgetting_by_rate,
     format_summary,
     general_perplexity,
     learning_rate,
     load_results,
     plot_learn_forget,
     probe_texts,
+    rate_checks,
     run_setting,
     save_results,
     settings_for,
@@ -127,6 +129,31 @@ def test_settings_validate_and_label_themselves():
         == ["full FT", "LoRA r=16 (all)", "prefix P=5"]
     assert len(settings_for("ci")) < len(settings_for("cpu"))
     assert {s.method for s in settings_for("ci")} == {"full", "lora", "prefix"}
+    slower, faster = Setting("lora", r=16, lr_scale=1 / 3), Setting("full", lr_scale=3)
+    assert (slower.name, slower.label, faster.label) == ("LoRA r=16 (qv)", "LoRA r=16 (qv) lr/3", "full FT lr x3")
+    for scale in (0, -1):
+        with pytest.raises(ValueError, match=f"lr_scale must be a positive number, not {scale}"):
+            Setting("full", lr_scale=scale)
+
+
+def test_rate_checks_retrain_a_setting_of_each_method_at_another_rate():
+    """Notebook 06 joins each rate check to the same setting at the recipe's rate: that setting must be in the sweep."""
+    for profile in ("ci", "cpu", "gpu"):
+        checks = rate_checks(profile)
+        assert [s.method for s in checks] == ["full", "lora", "prefix"]
+        assert {s.name for s in checks} <= {s.name for s in settings_for(profile)}
+        assert all(s.lr_scale == 1 for s in settings_for(profile)) and all(s.lr_scale != 1 for s in checks)
+        for s in checks:
+            assert learning_rate(s, "smollm2-135m") == pytest.approx(s.lr_scale * learning_rate(
+                Setting(s.method), "smollm2-135m"))
+    assert [s.lr_scale for s in rate_checks("cpu")] == [3, 1 / 3, 1 / 3]  # adapters slower, full faster
+    summary = [{"name": n, "method": m, "ppl_increase_pct_mean": v}
+               for n, m, v in (("full FT", "full", 35.0), ("LoRA r=1 (qv)", "lora", 9.0),
+                               ("LoRA r=16 (qv)", "lora", 21.0))]
+    checked = [{"name": n, "method": m, "ppl_increase_pct_mean": v}
+               for n, m, v in (("full FT", "full", 70.0), ("LoRA r=16 (qv)", "lora", 4.0))]
+    assert forgetting_by_rate(summary, checked) == {"recipe": {"full": 35.0, "lora": 21.0},  # r=16, not r=1
+                                                    "checked": {"full": 70.0, "lora": 4.0}}
 
 
 def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base(tokenizer, loaders):
@@ -166,17 +193,25 @@ def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders
 
 
 def test_summarize_gives_mean_and_spread_over_seeds():
-    rows = [{"label": "a", "method": "lora", "task_loss": x, "ppl_increase_pct": y} for x, y in ((1, 2), (3, 6))]
-    rows.append({"label": "b", "method": "full", "task_loss": 5.0, "ppl_increase_pct": 7.0, "slot_error_rate": 0.1})
-    a, b = summarize(rows)
+    rows = [{"label": "a", "name": "a", "method": "lora", "lr": 0.01, "task_loss": x, "ppl_increase_pct": y}
+            for x, y in ((1, 2), (3, 6))]
+    rows.append({"label": "b", "name": "b", "method": "full", "lr": 1e-4, "task_loss": 5.0, "ppl_increase_pct": 7.0,
+                 "slot_error_rate": 0.1})
+    rows.append({"label": "a lr/3", "name": "a", "method": "lora", "lr": 0.01 / 3, "task_loss": 4.0,
+                 "ppl_increase_pct": 1.0})
+    a, b, a_slower = summarize(rows)
+    assert (a["name"], a["lr"], a_slower["name"], a_slower["label"]) == ("a", 0.01, "a", "a lr/3")
     assert (a["n"], a["task_loss_mean"], a["task_loss_std"]) == (2, 2.0, statistics.stdev([1, 3]))
     assert a["ppl_increase_pct_mean"] == 4.0 and "slot_error_rate_mean" not in a
     assert (b["n"], b["task_loss_std"], b["slot_error_rate_mean"]) == (1, 0.0, 0.1)
     table = format_summary([a, b])
     assert "a" in table and "10.0" in table  # b's slot error rate in percent
-    ax = plot_learn_forget([a, b])
+    assert "0.0033" in format_summary([a_slower])  # the rate is a column
+    ax = plot_learn_forget([a, b, a_slower])
     assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
-    assert ax.xaxis_inverted()
+    assert ax.xaxis_inverted() and ax.get_yscale() == "symlog"
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [4.0, 2.0]  # a's two rates joined, slower first
     matplotlib.pyplot.close(ax.figure)
 
 
