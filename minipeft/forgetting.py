@@ -41,6 +41,7 @@ from .corpus import heldout_text
 from .lora import apply_lora
 from .memory import count_parameters
 from .metrics import perplexity, slot_error_rate
+from .notebook import seed_everything
 from .paths import REPO_ROOT
 from .prefix import PrefixTuningModel
 from .profiles import Profile, get_profile
@@ -199,6 +200,7 @@ def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val
     if before is None:
         before = {"task_loss_before": evaluate_loss(base, val_loader, eval_batches),
                   "ppl_before": general_perplexity(base, blocks)}
+    seed_everything(seed)  # the adapter's initial A or prefix: the same whichever runs came before
     model = setting.build(base)
     history = train(model, train_loader, steps=steps, lr=lr, warmup_steps=steps // 10, seed=seed, progress=False)
     row = {"label": setting.label, "name": setting.name, **asdict(setting), "seed": seed, "steps": steps, "lr": lr,

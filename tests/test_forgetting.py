@@ -175,6 +175,20 @@ def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base
     assert all(torch.equal(original[k], v) for k, v in base.state_dict().items())  # base untouched
 
 
+def test_a_setting_gives_the_same_row_whatever_ran_before_it(tokenizer, loaders):
+    """Notebook 06 runs many settings in a row: each adapter's initialisation must come from the run's seed, not from
+    the random state the runs before it left (the stored cpu run of 2 Dec 2026 was made before this was so)."""
+    train_loader, val_loader = loaders
+    base = tiny_model(len(tokenizer))
+    blocks = text_blocks(TEXT, tokenizer, block_len=32, n_blocks=4)
+    for setting in (Setting("lora", r=2), Setting("prefix", length=4, mlp_hidden=16)):
+        rows = []
+        for _ in range(2):
+            rows.append(run_setting(setting, base, train_loader, val_loader, blocks, steps=3, lr=3e-2))
+            torch.rand(1000)  # what another run, a generation or a learner's cell would draw
+        assert rows[0]["task_loss"] == rows[1]["task_loss"] and rows[0]["ppl_after"] == rows[1]["ppl_after"]
+
+
 def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders):
     train_loader, _ = loaders
     base = tiny_model(len(tokenizer))
