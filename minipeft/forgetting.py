@@ -276,6 +276,8 @@ def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None
         ax.plot([], [], "o", color=color, label=METHOD_NAMES[method])
     ax.axhline(0, color="grey", lw=0.8, ls=":")
     ax.set_yscale("symlog", linthresh=10)
+    ys = [s["ppl_increase_pct_mean"] for s in summary]
+    ax.set_ylim(min(0.0, 3 * min(ys)), 3 * max(10.0, max(ys)))  # no empty decades below zero; room for labels on top
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel("general-text perplexity increase (%; up = forgot more)")

@@ -223,7 +223,7 @@ def test_summarize_gives_mean_and_spread_over_seeds():
     assert "0.0033" in format_summary([a_slower])  # the rate is a column
     ax = plot_learn_forget([a, b, a_slower])
     assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
-    assert ax.xaxis_inverted() and ax.get_yscale() == "symlog"
+    assert ax.xaxis_inverted() and ax.get_yscale() == "symlog" and ax.get_ylim() == (0.0, 30.0)  # 3 x max(10, 7)
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [4.0, 2.0]  # a's two rates joined, slower first
     matplotlib.pyplot.close(ax.figure)
