@@ -384,8 +384,9 @@ def training_peak(config: GPT2Config, n_trainable: int, n_frozen: int, *, batch_
 def gpu_profile_peaks() -> list[PeakEstimate]:
     """The estimated peak of each training run of notebooks 05 and 06 in the ``gpu`` profile (GPT-2 small, its
     batch size and sequence length): notebook 05 keeps the untuned model on the GPU beside the one it trains;
-    notebook 06 keeps it and every model trained before (one per setting), so its last setting peaks highest."""
-    from .forgetting import settings_for  # here, not at the top: forgetting imports this module
+    notebook 06 keeps it and every model trained before (one per setting), and its rate checks train after the
+    last setting, with all of them kept: its full fine-tuning at another rate peaks highest."""
+    from .forgetting import rate_checks, settings_for  # here, not at the top: forgetting imports this module
     from .profiles import PROFILES
 
     gpu, cfg = PROFILES["gpu"], gpt2_config("gpt2")
@@ -394,6 +395,9 @@ def gpu_profile_peaks() -> list[PeakEstimate]:
     last = settings[-1]
     if last.method != "prefix":
         raise RuntimeError(f"notebook 06's last gpu setting is {last.label}, not a prefix: update this estimate.")
+    full_again = next((s for s in rate_checks(gpu) if s.method == "full"), None)
+    if full_again is None:
+        raise RuntimeError("notebook 06's gpu rate checks train no full fine-tuning: update this estimate.")
     return [
         training_peak(cfg, n, 0, kept_models=1, label="notebook 05, full fine-tuning", **sizes),
         training_peak(cfg, prefix_parameter_count(cfg, 10, 512), n, kept_models=1,
@@ -403,4 +407,7 @@ def gpu_profile_peaks() -> list[PeakEstimate]:
         training_peak(cfg, prefix_parameter_count(cfg, last.length, last.mlp_hidden), n, kept_models=len(settings),
                       label=f"notebook 06, its last setting ({last.label}; the untuned model and the "
                             f"{len(settings) - 1} trained before it kept)", **sizes),
+        training_peak(cfg, n, 0, kept_models=len(settings) + 1,
+                      label=f"notebook 06, its rate check of full fine-tuning ({full_again.label}; the untuned model "
+                            f"and the {len(settings)} trained settings kept)", **sizes),
     ]
