@@ -235,12 +235,37 @@ def summarize(rows: Sequence[dict], keys: Sequence[str] = ("task_loss", "ppl_inc
     return list(out.values())
 
 
-def forgetting_by_rate(summary: Sequence[dict], rate_summary: Sequence[dict]) -> dict[str, dict[str, float]]:
+def forgetting_by_rate(summary: Sequence[dict], rate_summary: Sequence[dict], stat: str = "mean"
+                       ) -> dict[str, dict[str, float]]:
     """The perplexity increase (%) of each method's rate-checked setting: ``{"recipe": {method: ...}, "checked":
-    {method: ...}}``, the same settings at the recipe's rate and at the rate of :func:`rate_checks`."""
+    {method: ...}}``, the same settings at the recipe's rate and at the rate of :func:`rate_checks`; its mean over
+    the seeds, or with ``stat="std"`` their standard deviation."""
+    names, key = {s["name"] for s in rate_summary}, f"ppl_increase_pct_{stat}"
+    return {"recipe": {s["method"]: s[key] for s in summary if s["name"] in names},
+            "checked": {s["method"]: s[key] for s in rate_summary}}
+
+
+def prefix_forgets_less(summary: Sequence[dict], rate_summary: Sequence[dict]) -> dict[str, bool | None]:
+    """Per rate (``"recipe"``, ``"checked"``): does the prefix of :func:`rate_checks` raise general perplexity less
+    than its LoRA setting? ``None`` where, over several seeds, the two means lie within their spread (stds added)."""
     names = {s["name"] for s in rate_summary}
-    return {"recipe": {s["method"]: s["ppl_increase_pct_mean"] for s in summary if s["name"] in names},
-            "checked": {s["method"]: s["ppl_increase_pct_mean"] for s in rate_summary}}
+    answers: dict[str, bool | None] = {}
+    for rate, rows in (("recipe", [s for s in summary if s["name"] in names]), ("checked", rate_summary)):
+        prefix, lora = (next(s for s in rows if s["method"] == m) for m in ("prefix", "lora"))
+        gap = lora["ppl_increase_pct_mean"] - prefix["ppl_increase_pct_mean"]
+        spread = prefix["ppl_increase_pct_std"] + lora["ppl_increase_pct_std"]
+        answers[rate] = None if min(prefix["n"], lora["n"]) > 1 and abs(gap) <= spread else gap > 0
+    return answers
+
+
+def claim_verdict(prefix_less: dict[str, bool | None]) -> str:
+    """The article's "prefix-tuning avoids forgetting better than LoRA", from :func:`prefix_forgets_less`:
+    ``holds`` (less at both rates), ``does not hold`` (at neither), ``depends on the learning rate`` (at one),
+    ``not settled`` (within the seeds' spread at a rate)."""
+    answers = set(prefix_less.values())
+    if None in answers:
+        return "not settled"
+    return "holds" if answers == {True} else "does not hold" if answers == {False} else "depends on the learning rate"
 
 
 def format_summary(summary: Sequence[dict]) -> str:

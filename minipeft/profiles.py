@@ -63,7 +63,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", base_model="smollm2-135m", gpt2_model="mini-gpt2", seq_len=128, batch_size=8, train_steps=120,
         gpt2_steps=600, sweep_steps=60, eval_every=40, eval_batches=4, n_train=2000, n_val=200, n_test=200,
-        n_seeds=1, max_new_tokens=40,
+        n_seeds=2, max_new_tokens=40,
         description="a laptop: real training runs of a real pretrained LM (SmolLM2-135M), offline",
     ),
     # n_train and n_test: every row of E2E's train and test splits (the test split: 4,693 rows, 630 MRs, as scored

@@ -15,12 +15,14 @@ from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
 from minipeft.forgetting import (
     Setting,
+    claim_verdict,
     forgetting_by_rate,
     format_summary,
     general_perplexity,
     learning_rate,
     load_results,
     plot_learn_forget,
+    prefix_forgets_less,
     probe_texts,
     rate_checks,
     run_setting,
@@ -154,6 +156,28 @@ def test_rate_checks_retrain_a_setting_of_each_method_at_another_rate():
                for n, m, v in (("full FT", "full", 70.0), ("LoRA r=16 (qv)", "lora", 4.0))]
     assert forgetting_by_rate(summary, checked) == {"recipe": {"full": 35.0, "lora": 21.0},  # r=16, not r=1
                                                     "checked": {"full": 70.0, "lora": 4.0}}
+
+
+def test_the_forgetting_claim_is_judged_at_both_rates_and_within_the_seeds_spread():
+    """Notebooks 06 and 07 judge "prefix forgets less than LoRA" on the same two settings at both rates."""
+    def row(name, method, mean, std=0.0, n=1):
+        return {"name": name, "method": method, "n": n, "ppl_increase_pct_mean": mean, "ppl_increase_pct_std": std}
+
+    summary = [row("LoRA r=1 (qv)", "lora", 1.0), row("LoRA r=16 (qv)", "lora", 2100.0),
+               row("prefix P=10", "prefix", 1750.0)]
+    checked = [row("LoRA r=16 (qv)", "lora", 440.0), row("prefix P=10", "prefix", 2480.0)]
+    assert prefix_forgets_less(summary, checked) == {"recipe": True, "checked": False}  # r=16 is compared, not r=1
+    assert claim_verdict({"recipe": True, "checked": False}) == "depends on the learning rate"
+    assert claim_verdict({"recipe": True, "checked": True}) == "holds"
+    assert claim_verdict({"recipe": False, "checked": False}) == "does not hold"
+    assert claim_verdict({"recipe": True, "checked": None}) == "not settled"
+    two_seeds = [row("LoRA r=16 (qv)", "lora", 2100.0, 300.0, 2), row("prefix P=10", "prefix", 1750.0, 100.0, 2)]
+    apart = [row("LoRA r=16 (qv)", "lora", 440.0, 50.0, 2), row("prefix P=10", "prefix", 2480.0, 900.0, 2)]
+    assert prefix_forgets_less(two_seeds, apart) == {"recipe": None, "checked": False}  # 350 <= 300 + 100; 2040 > 950
+    assert forgetting_by_rate(two_seeds, apart, "std") == {"recipe": {"lora": 300.0, "prefix": 100.0},
+                                                           "checked": {"lora": 50.0, "prefix": 900.0}}
+    one_seed = [row("LoRA r=16 (qv)", "lora", 2100.0), row("prefix P=10", "prefix", 2099.0)]
+    assert prefix_forgets_less(one_seed, checked)["recipe"] is True  # one seed has no spread: the means decide
 
 
 def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base(tokenizer, loaders):
