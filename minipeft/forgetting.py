@@ -235,22 +235,26 @@ def summarize(rows: Sequence[dict], keys: Sequence[str] = ("task_loss", "ppl_inc
     return list(out.values())
 
 
+def _rate_checked(summary: Sequence[dict], rate_summary: Sequence[dict]) -> dict[str, list[dict]]:
+    """The settings of :func:`rate_checks`: ``{"recipe": rows of summary, "checked": rows of rate_summary}``."""
+    names = {s["name"] for s in rate_summary}
+    return {"recipe": [s for s in summary if s["name"] in names], "checked": list(rate_summary)}
+
+
 def forgetting_by_rate(summary: Sequence[dict], rate_summary: Sequence[dict], stat: str = "mean"
                        ) -> dict[str, dict[str, float]]:
     """The perplexity increase (%) of each method's rate-checked setting: ``{"recipe": {method: ...}, "checked":
     {method: ...}}``, the same settings at the recipe's rate and at the rate of :func:`rate_checks`; its mean over
     the seeds, or with ``stat="std"`` their standard deviation."""
-    names, key = {s["name"] for s in rate_summary}, f"ppl_increase_pct_{stat}"
-    return {"recipe": {s["method"]: s[key] for s in summary if s["name"] in names},
-            "checked": {s["method"]: s[key] for s in rate_summary}}
+    key = f"ppl_increase_pct_{stat}"
+    return {rate: {s["method"]: s[key] for s in rows} for rate, rows in _rate_checked(summary, rate_summary).items()}
 
 
 def prefix_forgets_less(summary: Sequence[dict], rate_summary: Sequence[dict]) -> dict[str, bool | None]:
     """Per rate (``"recipe"``, ``"checked"``): does the prefix of :func:`rate_checks` raise general perplexity less
     than its LoRA setting? ``None`` where, over several seeds, the two means lie within their spread (stds added)."""
-    names = {s["name"] for s in rate_summary}
     answers: dict[str, bool | None] = {}
-    for rate, rows in (("recipe", [s for s in summary if s["name"] in names]), ("checked", rate_summary)):
+    for rate, rows in _rate_checked(summary, rate_summary).items():
         prefix, lora = (next(s for s in rows if s["method"] == m) for m in ("prefix", "lora"))
         gap = lora["ppl_increase_pct_mean"] - prefix["ppl_increase_pct_mean"]
         spread = prefix["ppl_increase_pct_std"] + lora["ppl_increase_pct_std"]
