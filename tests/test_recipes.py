@@ -1,0 +1,84 @@
+"""The recipe table and its one method factory, ``minipeft.recipes.build``."""
+
+import pytest
+import torch
+
+from minipeft.lora import apply_lora, lora_layers
+from minipeft.prefix import PrefixTuningModel
+from minipeft.recipes import PAPER_SCHEDULES, RECIPES, build, method_name, recipe_for
+
+GPT2_RECIPE = RECIPES["gpt2"]
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_build_makes_what_the_hand_built_models_were(tiny, family):
+    """Same layers, same trainable tensors, drawn in the same order from the same seed, as the builders it replaced."""
+    recipe = recipe_for(tiny[family]())
+    torch.manual_seed(3)
+    by_hand = apply_lora(tiny[family](), **recipe.lora)
+    lora_hand = _state(by_hand)
+    torch.manual_seed(3)
+    built = build("LoRA", tiny[family]())
+    assert lora_layers(built).keys() == lora_layers(by_hand).keys() and _same(_state(built), lora_hand)
+
+    torch.manual_seed(3)
+    prefix_hand = _state(PrefixTuningModel(tiny[family](), recipe.prefix_len, mlp_hidden=recipe.mlp_hidden))
+    torch.manual_seed(3)
+    assert _same(_state(build("prefix-tuning", tiny[family]())), prefix_hand)
+
+    frozen = tiny[family]().requires_grad_(False)
+    full = build("full", frozen)
+    assert full is frozen and all(p.requires_grad for p in full.parameters())
+
+
+def test_build_overrides_what_experiments_vary(tiny_gpt2):
+    model = build("lora", tiny_gpt2(), GPT2_RECIPE, r=8, alpha=16, targets="all")
+    layers = lora_layers(model)
+    assert {name.rsplit(".", 1)[-1] for name in layers} == {"c_attn", "c_proj", "c_fc"}
+    assert all(layer.r == 8 and layer.scaling == 2 and layer.chunks is None for layer in layers.values())
+    qv = lora_layers(build("lora", tiny_gpt2(), GPT2_RECIPE, targets="qv"))
+    assert all(name.endswith("c_attn") and layer.chunks == (True, False, True) and layer.r == 4
+               for name, layer in qv.items())
+    listed = lora_layers(build("lora", tiny_gpt2(), GPT2_RECIPE, targets=["c_fc"]))
+    assert all(name.endswith("c_fc") and layer.chunks is None for name, layer in listed.items())
+    prefix = build("prefix", tiny_gpt2(), GPT2_RECIPE, prefix_len=3, mlp_hidden=7)
+    assert prefix.prefix_len == 3 and prefix.key_values(1)[0][0].shape[2] == 3
+
+
+def test_build_refuses_an_unknown_method_and_leaves_the_model_alone(tiny_gpt2, snapshot):
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="Unknown method 'adapter': use one of full fine-tuning, prefix-tuning, LoRA"):
+        build("adapter", model)
+    assert snapshot(model) == before
+    assert method_name("lora") == "LoRA" and method_name("prefix-tuning") == "prefix-tuning"
+
+
+def test_lesson_rates_fall_back_to_notebook_05s():
+    mini = RECIPES["mini-gpt2"]
+    assert mini.rate("full fine-tuning", notebook="01") == 1e-3  # notebook 01's own rate for its short run
+    assert RECIPES["smollm2-135m"].rate("full fine-tuning", notebook="01") == RECIPES["smollm2-135m"].lr[
+        "full fine-tuning"] == 1.5e-4
+    assert GPT2_RECIPE.rate("LoRA", notebook="03") == 2e-4 != GPT2_RECIPE.rate("LoRA") == 5e-4
+    assert mini.rate("prompt-tuning", notebook="02") == 1e-1
+    with pytest.raises(ValueError, match="Unknown method 'prompt-tuning'"):
+        mini.rate("prompt-tuning")  # no lesson says its rate
+
+
+def test_the_papers_recipe_and_schedules():
+    paper = RECIPES["gpt2-medium"]
+    assert paper.lr == {"full fine-tuning": 5e-5, "prefix-tuning": 5e-5, "LoRA": 2e-4}
+    assert paper.lora == {"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True, "dropout": 0.1}
+    assert (paper.prefix_len, paper.mlp_hidden) == (10, 512)
+    lora, prefix = PAPER_SCHEDULES["LoRA"], PAPER_SCHEDULES["prefix-tuning"]
+    assert (lora.batch_size, lora.epochs, lora.warmup_steps, lora.weight_decay, lora.label_smoothing,
+            lora.num_beams) == (8, 5, 500, 0.01, 0.1, 10)
+    assert (prefix.batch_size, prefix.epochs, prefix.num_beams, prefix.label_smoothing) == (5, 10, 5, 0.0)
