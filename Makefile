@@ -19,11 +19,11 @@ lint: setup
 
 # Every notebook with every unwritten exercise filled in by its reference solution: each check must pass.
 solutions: setup
-	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py --solutions
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python -m minipeft.tools.run_notebooks --solutions
 
 # Time every notebook in the active profile (ci unless MINIPEFT_PROFILE says otherwise), exercises as written.
 timings: setup
-	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python scripts/run_notebooks.py
+	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python -m minipeft.tools.run_notebooks
 
 # Regenerate the outputs stored in the notebooks: each run top to bottom in the cpu profile (MINIPEFT_PROFILE
 # picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
@@ -52,11 +52,11 @@ figures: setup
 
 # Before a workshop, with internet: cache GPT-2 and E2E (Hugging Face caches) and the corpus (data/cache).
 cache: setup
-	.venv/bin/python scripts/cache_offline.py
+	.venv/bin/python -m minipeft.tools.cache_offline
 
 # On any machine the cache was copied to: is everything there, with the network off? (make cache runs it too)
 cache-check: setup
-	HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check
+	HF_HUB_OFFLINE=1 .venv/bin/python -m minipeft.tools.cache_offline --check
 
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository, and embed
 # each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too.

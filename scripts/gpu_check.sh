@@ -2,7 +2,7 @@
 # The device check (make gpu-check): on a CUDA machine, notebook 05 and one setting of notebook 06 in the gpu
 # profile against the stand-in GPT-2 (GPT-2's shapes, random weights), with the profile's real step counts.
 # Prints seconds per step and peak torch.cuda.max_memory_allocated per method, and notebook 05's wall time.
-# Without a CUDA device it prints one line and exits 1. Details: scripts/gpu_check.py.
+# Without a CUDA device it prints one line and exits 1. Details: minipeft/tools/gpu_check.py.
 #
 #   bash scripts/gpu_check.sh                  # notebook 06's full fine-tuning setting (the most memory)
 #   bash scripts/gpu_check.sh --setting lora   # its LoRA (q, v, r=4) setting instead
@@ -10,4 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 [ -x "$python" ] || python=python3
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's minipeft, as the notebook runners give kernels
 exec "$python" scripts/gpu_check.py "$@"

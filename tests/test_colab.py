@@ -1,7 +1,6 @@
 """One-click Colab: every badge and install cell agrees with pyproject.toml, and the install cell is a no-op here."""
 
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -17,10 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from minipeft.tools import colab_check
+from minipeft.tools import sync_notebooks as sync
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
-sync = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sync)
 
 
 def _course_copy(tmp_path: Path, url: str = "https://github.com/someone/course", ref: str = "v1.0") -> Path:
@@ -213,9 +212,6 @@ InteractiveShell.instance(colors="nocolor").run_cell({sync.install_cell_source(R
 
 
 # ----------------------------------------------------------------------------- make colab-check
-_colab_check_spec = importlib.util.spec_from_file_location("colab_check", ROOT / "scripts" / "colab_check.py")
-colab_check = importlib.util.module_from_spec(_colab_check_spec)
-_colab_check_spec.loader.exec_module(colab_check)
 
 
 def _colab_check(root, **fakes) -> tuple[int, str]:

@@ -2,21 +2,18 @@
 are exactly its output (so they cannot drift from the script), and each one is shown in a notebook."""
 
 import base64
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from minipeft.tools import make_figures
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "figures"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 NAMES = ("robot", "prefix_block", "lora_path", "lora_merge")
-
-_spec = importlib.util.spec_from_file_location("make_figures", ROOT / "scripts" / "make_figures.py")
-make_figures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_figures)
 
 
 def _creator(svg: str) -> str:

@@ -1,6 +1,6 @@
 """The offline workshop room: `make cache` fills the caches, then HF_HUB_OFFLINE=1 reads them (a fake cache here)."""
 
-import importlib.util
+import importlib
 import io
 import os
 from contextlib import redirect_stdout
@@ -18,10 +18,7 @@ SPLIT_SIZES = {"train": 5, "validation": 3, "test": 2}
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"minipeft.tools.{name}")
 
 
 @pytest.fixture

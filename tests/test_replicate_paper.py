@@ -1,30 +1,24 @@
 """The paper-replication script runs end to end on the mini GPT-2 with a tiny budget."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from minipeft.tools import replicate_paper
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("replicate_paper", ROOT / "scripts" / "replicate_paper.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["replicate_paper"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return replicate_paper
 
 
 def test_recipes_are_the_papers(script):
-    lora, prefix = script.RECIPES["lora"], script.RECIPES["prefix"]
-    assert (lora.lr, lora.batch_size, lora.epochs, lora.warmup_steps, lora.label_smoothing, lora.num_beams) == (
-        2e-4, 8, 5, 500, 0.1, 10)
-    assert (prefix.lr, prefix.batch_size, prefix.epochs, prefix.num_beams) == (5e-5, 5, 10, 5)
+    """The rates and schedules are the recipe table's (tests/test_recipes.py checks them against the papers)."""
+    from minipeft.recipes import PAPER_SCHEDULES, RECIPES
+
+    assert script.RECIPE is RECIPES["gpt2-medium"] and script.RECIPE.rate("lora") == 2e-4
+    assert PAPER_SCHEDULES["LoRA"].label_smoothing == 0.1
     assert script.PAPER["lora"]["BLEU"] == 70.4 and script.PAPER["prefix"]["BLEU"] == 69.7
 
 
@@ -70,7 +64,30 @@ def test_the_script_loads_a_local_folder_and_says_when_its_weights_are_random(sc
 
     monkeypatch.setattr(standin, "gpt2_config", lambda hub_id: GPT2Config(n_layer=1, n_embd=8, n_head=2))
     folder = standin.write_standin("gpt2-medium", tmp_path / "gpt2-medium")
-    model, tokenizer = script.load_model(str(folder))
+    model, tokenizer = script.load_base_model(name=str(folder), device="cpu")
     assert f"a STAND-IN for gpt2-medium in {folder}" in capsys.readouterr().out and len(tokenizer) == 50257
     with pytest.raises(ValueError, match="no such directory"):
-        script.load_model(str(tmp_path / "gpt2-large"))
+        script.main(["--model", str(tmp_path / "gpt2-large"), "--data", "offline", "--max-steps", "1", "--quiet"])
+
+
+def test_a_llama_model_replicates_too(tmp_path, capsys):
+    """A Llama config has no ``n_positions`` and names its projections q_proj, v_proj: every method still runs."""
+    from conftest import make_tiny_llama
+
+    from minipeft.base_model import gpt2_tokenizer
+    from minipeft.memory import count_parameters
+
+    folder = tmp_path / "tiny-llama"
+    make_tiny_llama(vocab_size=50257, max_position_embeddings=256, bos_token_id=50256, eos_token_id=50256,
+                    pad_token_id=50256).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    torch.set_num_threads(1)
+    results = replicate_paper.main(["--model", str(folder), "--data", "offline", "--methods", "lora", "prefix", "full",
+                                    "--max-steps", "1", "--n-train", "16", "--n-test", "2", "--num-beams", "2",
+                                    "--max-new-tokens", "4", "--quiet"])
+    lora, prefix, full = results
+    assert "llama" in capsys.readouterr().out
+    assert lora["params"] == 2 * 4 * ((32 + 32) + (32 + 16))  # 2 layers x r=4 x (q: 32 -> 32, v: 32 -> 16 in GQA)
+    assert prefix["params"] == 10 * 2 * 2 * 2 * 8  # P x layers x (k, v) x 2 key/value heads x width 8
+    assert full["params"] == count_parameters(make_tiny_llama(vocab_size=50257))
+    assert all(r["steps"] == 1 and r["final_train_loss"] > 0 for r in results)

@@ -1,7 +1,7 @@
 """The stand-in for the Hub's GPT-2 (GPT-2's exact shapes and real tokenizer, random weights) and the gpu profile's
 dry run on it: what `make gpu-dry` runs for every notebook, checked here on the cheapest one."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -73,10 +73,7 @@ def test_writing_is_atomic_and_never_overwrites(tiny_standin, monkeypatch, tmp_p
 
 
 def _run_notebooks():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("minipeft.tools.run_notebooks")
 
 
 @pytest.mark.gpu_dry

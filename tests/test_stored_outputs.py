@@ -70,14 +70,10 @@ def test_notebook_05_stored_cpu_run_shows_every_method_working():
 
 
 def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(tmp_path, monkeypatch):
-    import importlib.util
-
     import nbformat
 
-    script = Path(__file__).parents[1] / "scripts" / "store_outputs.py"
-    spec = importlib.util.spec_from_file_location("store_outputs", script)
-    store_outputs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(store_outputs)
+    from minipeft.tools import store_outputs
+
     line = "minipeft profile: cpu (x) | base model: mini-gpt2 | device: CPU (2 threads) | torch 2, transformers 5"
     for printed, ok in ((line, True), ("hello", False)):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 99 · A test"),
@@ -96,12 +92,8 @@ def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(t
 
 def test_store_outputs_refuses_a_dry_run_and_a_stand_in(tmp_path, monkeypatch, capsys):
     """Stored outputs are results: `make outputs` in a dry run, or on a stand-in's random weights, stores nothing."""
-    import importlib.util
+    from minipeft.tools import store_outputs
 
-    script = Path(__file__).parents[1] / "scripts" / "store_outputs.py"
-    spec = importlib.util.spec_from_file_location("store_outputs", script)
-    store_outputs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(store_outputs)
     monkeypatch.setattr(store_outputs, "store", lambda path, timeout: pytest.fail("a notebook was run"))
     monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")
     assert store_outputs.main(["00_start_here.ipynb"]) == 1

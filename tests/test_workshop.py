@@ -1,6 +1,6 @@
 """The workshop kit: the solutions runner, the offline cache command, and docs whose commands exist."""
 
-import importlib.util
+import importlib
 import io
 import re
 import subprocess
@@ -15,10 +15,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"minipeft.tools.{name}")
 
 
 def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypatch):
@@ -79,8 +76,8 @@ def test_cache_command_online_downloads_then_proves_the_models_load_offline(monk
     assert runs == [(["--check", "--models", "gpt2", "gpt2-medium"], "1")]
     assert out.getvalue().splitlines()[-1] == (
         "Cached. Copy ~/.cache/huggingface (or $HF_HOME) and data/cache/ to each machine that cannot download, then "
-        "check it there, offline: HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check --models gpt2 "
-        "gpt2-medium")
+        "check it there, offline: HF_HUB_OFFLINE=1 .venv/bin/python -m minipeft.tools.cache_offline --check --models "
+        "gpt2 gpt2-medium")
     with redirect_stdout(out := io.StringIO()):
         assert cache.main([]) == 0
     assert out.getvalue().endswith("check it there, offline: make cache-check\n")
@@ -93,7 +90,8 @@ def test_cache_advice_is_the_check_the_instructors_guide_gives():
     cache = _script("cache_offline")
     guide = (ROOT / "docs" / "instructors.md").read_text()
     assert cache.CHECK_COMMAND == "make cache-check" and f"`{cache.CHECK_COMMAND}`" in guide
-    assert re.search(r"^cache-check: setup\n\tHF_HUB_OFFLINE=1 \.venv/bin/python scripts/cache_offline\.py --check$",
+    assert re.search(r"^cache-check: setup\n\tHF_HUB_OFFLINE=1 \.venv/bin/python -m minipeft\.tools\.cache_offline "
+                     r"--check$",
                      (ROOT / "Makefile").read_text(), flags=re.M)
 
 
@@ -166,7 +164,7 @@ def test_gpu_dry_runs_every_notebook_in_the_dry_run_on_the_stand_in(tmp_path, mo
             seen.append((path.name, dict(os.environ), save_to))
             return 1.0, 2.0, [], [], None
 
-    monkeypatch.setattr(gpu_dry, "_run_notebooks", lambda: Runner)
+    monkeypatch.setattr(gpu_dry, "run_notebook", Runner.run_notebook)
     assert gpu_dry.main(["00_start_here.ipynb", "05_gpt2_finetune.ipynb", "--no-replicate"]) == 0
     name, env, save_to = seen[1]
     assert (env["MINIPEFT_PROFILE"], env["MINIPEFT_DRY_RUN"], env["HF_HUB_OFFLINE"]) == ("gpu", "1", "1")

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
-OUT = ROOT / "artifacts" / "slides"
+from minipeft.paths import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+OUT = REPO_ROOT / "artifacts" / "slides"
 TAG = "slides"
 
 
@@ -61,14 +62,14 @@ def build(notebook: Path, out_dir: Path, reveal_prefix: str | None = None) -> tu
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebook file names (default: every notebook)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT.relative_to(REPO_ROOT)})")
     parser.add_argument("--reveal-prefix", help="where reveal.js lies (default: nbconvert's CDN address)")
     args = parser.parse_args(argv)
     paths = [NOTEBOOKS / name for name in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     start = time.perf_counter()
     for path in paths:
         deck, slides = build(path, args.out, args.reveal_prefix)
-        shown = deck.relative_to(ROOT) if deck.is_relative_to(ROOT) else deck
+        shown = deck.relative_to(REPO_ROOT) if deck.is_relative_to(REPO_ROOT) else deck
         print(f"slides: {shown} ({slides} slides)")
     print(f"{len(paths)} decks in {time.perf_counter() - start:.0f} s; open one in a browser (arrow keys to move).")
     return 0

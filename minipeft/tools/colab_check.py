@@ -11,7 +11,6 @@ for the branch or tag at the clone address (``git ls-remote``), and fails when a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -21,10 +20,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
-sync = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sync)
+from minipeft.paths import REPO_ROOT
+from minipeft.tools import sync_notebooks as sync
 
 
 def github_reachable(timeout: float = 3.0) -> bool:
@@ -53,14 +50,14 @@ def ref_exists(url: str, ref: str) -> bool:
     return result.returncode == 0
 
 
-def raw_url(notebook: str, root: Path = ROOT) -> str:
+def raw_url(notebook: str, root: Path = REPO_ROOT) -> str:
     """Where GitHub serves ``notebooks/<notebook>`` at the ref the badges name."""
     url, ref = sync.repository(root)
     owner_repo = url.removeprefix("https://github.com/")
     return f"https://raw.githubusercontent.com/{owner_repo}/{ref}/notebooks/{notebook}"
 
 
-def main(argv: list[str] | None = None, root: Path = ROOT, reachable: Callable[[], bool] = github_reachable,
+def main(argv: list[str] | None = None, root: Path = REPO_ROOT, reachable: Callable[[], bool] = github_reachable,
          exists: Callable[[str], bool] = url_exists, has_ref: Callable[[str, str], bool] = ref_exists) -> int:
     url, ref = sync.repository(root)
     if not reachable():

@@ -18,16 +18,15 @@ The stand-in's quality numbers (loss, BLEU, slot errors) mean nothing; its secon
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "artifacts" / "gpu-check"
+from minipeft.paths import REPO_ROOT
+
+OUT = REPO_ROOT / "artifacts" / "gpu-check"
 NO_CUDA = ("gpu_check: no CUDA device (torch.cuda.is_available() is False): run it on a machine with an NVIDIA GPU "
            "and a CUDA build of PyTorch.")
 
@@ -36,10 +35,9 @@ def notebook_05(timeout: int) -> bool:
     """Execute notebook 05 in the gpu profile; print its wall time and the table of its methods. True if it ran."""
     import nbformat
 
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    run_notebooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_notebooks)
-    path, executed = ROOT / "notebooks" / "05_gpt2_finetune.ipynb", OUT / "05_gpt2_finetune.ipynb"
+    from minipeft.tools import run_notebooks
+
+    path, executed = REPO_ROOT / "notebooks" / "05_gpt2_finetune.ipynb", OUT / "05_gpt2_finetune.ipynb"
     print(f"notebook 05 in the gpu profile on the stand-in, real step counts (executed copy: {executed}) ...",
           flush=True)
     seconds, _, _, _, error = run_notebooks.run_notebook(path, timeout, save_to=executed)
@@ -92,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
         return 1
-    sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
     from minipeft.standin import STANDIN_DIR, is_standin, write_standin
 
     folder = STANDIN_DIR / "gpt2"
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         write_standin("gpt2", folder)
     os.environ.update({"MINIPEFT_PROFILE": "gpu", "MINIPEFT_BASE_MODEL": str(folder),
                        "MINIPEFT_GPT2_MODEL": str(folder), "MINIPEFT_RESULTS_DIR": str(OUT / "results"),
-                       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                       "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
     os.environ.pop("MINIPEFT_DRY_RUN", None)  # the real step counts
     print(f"gpu profile on {torch.cuda.get_device_name()}, stand-in {folder} (random weights)", flush=True)
     ran = notebook_05(args.timeout)

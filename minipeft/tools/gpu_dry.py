@@ -23,7 +23,6 @@ then a table, also written to ``artifacts/gpu-dry/summary.md``. Exits 1 if anyth
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -35,23 +34,15 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
+from minipeft.data import E2E_FILES
+from minipeft.memory import GB, gpu_profile_peaks
+from minipeft.paths import REPO_ROOT
+from minipeft.standin import STANDIN_DIR, is_standin, write_standin
+from minipeft.tools.run_notebooks import run_notebook
 
-from minipeft.data import E2E_FILES  # noqa: E402
-from minipeft.memory import GB, gpu_profile_peaks  # noqa: E402
-from minipeft.standin import STANDIN_DIR, is_standin, write_standin  # noqa: E402
-
-OUT = ROOT / "artifacts" / "gpu-dry"
+OUT = REPO_ROOT / "artifacts" / "gpu-dry"
 DEVSET_ENV = "MINIPEFT_E2E_DEVSET"
-DEFAULT_DEVSET = ROOT.parent / "shared" / "data" / "e2e" / "devset.csv"
-
-
-def _run_notebooks():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DEFAULT_DEVSET = REPO_ROOT.parent / "shared" / "data" / "e2e" / "devset.csv"
 
 
 @contextmanager
@@ -110,11 +101,11 @@ def e2e_folder() -> Path | None:
 
 def run_all(names: list[str], timeout: int) -> list[dict]:
     """Execute the notebooks in the dry-run environment, one row of measurements each."""
-    run_notebook = _run_notebooks().run_notebook
     peaks = gpu_profile_peaks()
     estimates = {nb: max((p for p in peaks if p.label.startswith(f"notebook {nb}")), key=lambda p: p.total)
                  for nb in ("05", "06")}  # each notebook's highest training run
-    paths = [ROOT / "notebooks" / n for n in names] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = REPO_ROOT / "notebooks"
+    paths = [notebooks / n for n in names] or sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     rows = []
     for path in paths:
         print(f"{path.name}: running ...", flush=True)
@@ -133,13 +124,13 @@ def run_all(names: list[str], timeout: int) -> list[dict]:
 def replicate(medium: Path, e2e: Path | None) -> dict:
     """``scripts/replicate_paper.py`` on the gpt2-medium stand-in: one step of each method, two test MRs."""
     data = ["--e2e-dir", str(e2e)] if e2e else ["--data", "offline"]
-    command = [sys.executable, str(ROOT / "scripts" / "replicate_paper.py"), "--model", str(medium),
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "replicate_paper.py"), "--model", str(medium),
                "--methods", "lora", "prefix", "full", "--max-steps", "1", "--n-train", "16", "--n-test", "2",
                "--num-beams", "2", "--max-new-tokens", "8", "--quiet", "--out", str(OUT / "replicate.json"), *data]
     print("replicate_paper.py on the gpt2-medium stand-in, one step of each method ...", flush=True)
     start = time.perf_counter()
     with peak_rss() as peak:
-        done = subprocess.run(command, cwd=ROOT)
+        done = subprocess.run(command, cwd=REPO_ROOT)
     seconds = time.perf_counter() - start
     status = "ok" if done.returncode == 0 else f"FAILED: exit status {done.returncode} (its output is above)"
     print(f"replicate_paper.py: {seconds:.0f} s, peak RSS {peak[0] / GB:.1f} GB, {status}", flush=True)
@@ -171,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"MINIPEFT_PROFILE": "gpu", "MINIPEFT_DRY_RUN": "1", "HF_HUB_OFFLINE": "1",
                        "MINIPEFT_BASE_MODEL": str(folders["gpt2"]), "MINIPEFT_GPT2_MODEL": str(folders["gpt2"]),
                        "MINIPEFT_RESULTS_DIR": str(OUT / "results"),
-                       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                       "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
     if e2e:
         os.environ["MINIPEFT_E2E_DIR"] = str(e2e)
     print(f"gpu profile, DRY RUN, on the stand-in {folders['gpt2']} (random weights): executed notebooks go to {OUT}")

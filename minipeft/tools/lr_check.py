@@ -12,16 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's minipeft, installed or not
-
-from minipeft.base_model import load_base_model  # noqa: E402
-from minipeft.data import load_restaurant, make_loader  # noqa: E402
-from minipeft.lora import apply_lora  # noqa: E402
-from minipeft.prefix import PrefixTuningModel  # noqa: E402
-from minipeft.recipes import METHODS, recipe_for  # noqa: E402
-from minipeft.train import evaluate_loss, train  # noqa: E402
+from minipeft.base_model import load_base_model
+from minipeft.data import load_restaurant, make_loader
+from minipeft.recipes import METHODS, build, recipe_for
+from minipeft.train import evaluate_loss, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     recipe = recipe_for(base)
     train_loader = make_loader(load_restaurant("train", "cpu"), tokenizer, args.batch_size, 256, seed=0)
     val_loader = make_loader(load_restaurant("validation", "cpu"), tokenizer, args.batch_size, 256, shuffle=False)
-    build = {"full fine-tuning": lambda: load_base_model("cpu", name=args.model)[0].requires_grad_(True),
-             "prefix-tuning": lambda: PrefixTuningModel(load_base_model("cpu", name=args.model)[0],
-                                                        recipe.prefix_len, mlp_hidden=recipe.mlp_hidden),
-             "LoRA": lambda: apply_lora(load_base_model("cpu", name=args.model)[0], **recipe.lora)}
     print(f"{args.model}: {args.steps} steps of batch {args.batch_size}; untuned validation loss "
           f"{evaluate_loss(base, val_loader, 4):.3f} (4 batches)", flush=True)
     grid = [(m, lr) for m in METHODS for lr in (recipe.lr[m] / args.factor, recipe.lr[m], recipe.lr[m] * args.factor)]
@@ -52,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown method(s) {unknown}: use {', '.join(METHODS)}")
     for method, lr in grid:
         start = time.perf_counter()
-        model = build[method]()
+        model = build(method, load_base_model("cpu", name=args.model)[0], recipe)  # a fresh base model each run
         train(model, train_loader, steps=args.steps, lr=lr, warmup_steps=args.steps // 10, progress=False)
         val = evaluate_loss(model, val_loader, 4)
         seconds = time.perf_counter() - start

@@ -25,8 +25,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Arc, Circle, FancyArrowPatch, FancyBboxPatch, Polygon
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "figures"
+from minipeft.paths import REPO_ROOT
+
+OUT = REPO_ROOT / "docs" / "figures"
 
 # The SVG's Creator line names the versions that shaped its bytes (tests/test_figures.py reads it back).
 CREATOR = f"minipeft scripts/make_figures.py, Matplotlib v{matplotlib.__version__}, " \

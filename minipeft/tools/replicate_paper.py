@@ -4,7 +4,8 @@ Each method is trained with its paper's recipe through ``minipeft.train.train``,
 search on every test MR, and scored against all of that MR's human references (BLEU with sacrebleu,
 ROUGE-L as E2E's scorer, plus the slot error rate). The table puts our numbers beside the papers'.
 
-Recipes (from the papers; see ``../shared/reference/anchors.md``):
+Recipes (from the papers, see ``../shared/reference/anchors.md``; in :mod:`minipeft.recipes` as the
+``gpt2-medium`` recipe and ``PAPER_SCHEDULES``):
 
 - LoRA (Hu et al., 2021): q and v of every layer, r=4, alpha=32, dropout 0.1, AdamW lr 2e-4,
   weight decay 0.01, batch 8, 5 epochs, 500 warm-up steps then linear decay, label smoothing 0.1, beam 10.
@@ -24,6 +25,7 @@ Offline smoke test on the course's mini GPT-2 and restaurant set (what ``tests/t
 
 ``--model`` also takes a local folder, e.g. a stand-in with GPT-2 Medium's shapes and random weights
 (``python -m minipeft.standin gpt2-medium DIR``), which ``make gpu-dry`` runs for one step of each method.
+On a Llama model (SmolLM2, or a folder) LoRA's q and v are its ``q_proj`` and ``v_proj``.
 
 ``--e2e-dir`` reads the original E2E CSV files (trainset.csv, devset.csv, testset_w_refs.csv) instead
 of the Hub.
@@ -34,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,17 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-from minipeft.base_model import (  # noqa: E402
-    MINI_GPT2,
-    announce,
-    load_hub_model,
-    load_local_model,
-    load_mini_gpt2,
-)
-from minipeft.data import (  # noqa: E402
+from minipeft.base_model import context_length, load_base_model
+from minipeft.data import (
     E2E_FILES,
     IGNORE_INDEX,
     group_by_mr,
@@ -63,42 +54,18 @@ from minipeft.data import (  # noqa: E402
     load_restaurant,
     make_loader,
 )
-from minipeft.lora import apply_lora  # noqa: E402
-from minipeft.lora_files import save_lora  # noqa: E402
-from minipeft.memory import count_parameters  # noqa: E402
-from minipeft.metrics import bleu, rouge_l, slot_error_rate  # noqa: E402
-from minipeft.notebook import quiet, seed_everything  # noqa: E402
-from minipeft.prefix import PrefixTuningModel  # noqa: E402
-from minipeft.profiles import model_folder  # noqa: E402
-from minipeft.recipes import RECIPES as MODEL_RECIPES  # noqa: E402
-from minipeft.train import generate_texts, train  # noqa: E402
+from minipeft.lora_files import save_lora
+from minipeft.memory import count_parameters
+from minipeft.metrics import bleu, rouge_l, slot_error_rate
+from minipeft.notebook import quiet, seed_everything
+from minipeft.recipes import PAPER_SCHEDULES, RECIPES, build, method_name
+from minipeft.train import generate_texts, train
 
-# What each method adapts comes from the course's one recipe table: GPT-2's entry is the LoRA paper's q-and-v
-# setting (r=4, alpha=32) and Li & Liang's prefix (10 positions, MLP 512). The papers' training schedules, which
-# the course's short runs do not use, are the script's own (RECIPES below).
-SETTING = MODEL_RECIPES["gpt2"]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A paper's training schedule for one method."""
-
-    lr: float
-    batch_size: int
-    epochs: int
-    num_beams: int
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    dropout: float = 0.0  # LoRA dropout
-
-
-RECIPES = {
-    "lora": Recipe(lr=2e-4, batch_size=8, epochs=5, num_beams=10, warmup_steps=500, weight_decay=0.01,
-                   label_smoothing=0.1, dropout=0.1),
-    "prefix": Recipe(lr=5e-5, batch_size=5, epochs=10, num_beams=5),
-    "full": Recipe(lr=5e-5, batch_size=8, epochs=5, num_beams=10),
-}
+# The papers' recipe for GPT-2 Medium, from the course's one recipe table: what each method adapts (LoRA's q and v
+# at r=4, alpha=32, dropout 0.1; prefix P=10 with an MLP of 512) and its learning rate; PAPER_SCHEDULES holds the
+# rest of each paper's schedule (batch, epochs, warm-up, weight decay, label smoothing, beams).
+RECIPE = RECIPES["gpt2-medium"]
+METHODS = ("lora", "prefix", "full")
 # LoRA paper, Table 3, E2E NLG, GPT-2 Medium (prefix: Li & Liang report 70.3 BLEU for their own run)
 PAPER = {
     "full": {"params": "354.92M", "BLEU": 68.2, "ROUGE-L": 71.0},
@@ -121,18 +88,6 @@ class LabelSmoothed(nn.Module):
         return SimpleNamespace(loss=loss, logits=logits)
 
 
-def load_model(name: str):
-    """The base model and tokenizer: the mini GPT-2, a local folder (such as a stand-in written by
-    ``python -m minipeft.standin gpt2-medium DIR``, announced as random weights) or a Hub model. A model that
-    cannot be loaded is an error, never a silent swap."""
-    if name == MINI_GPT2:
-        return load_mini_gpt2()
-    folder = model_folder(name)
-    model, tokenizer = load_local_model(folder) if folder is not None else load_hub_model(name)
-    announce(model)  # one line, once: which model, and whether its weights are random
-    return model, tokenizer
-
-
 def load_split(split: str, args) -> list[tuple[str, str]]:
     n = {"train": args.n_train, "validation": None, "test": args.n_test}[split]
     if args.data == "offline":
@@ -149,14 +104,6 @@ def load_split(split: str, args) -> list[tuple[str, str]]:
     return pairs[:n]
 
 
-def build(method: str, base: nn.Module) -> nn.Module:
-    if method == "lora":
-        return apply_lora(base, dropout=RECIPES["lora"].dropout, **SETTING.lora)
-    if method == "prefix":
-        return PrefixTuningModel(base, prefix_len=SETTING.prefix_len, mlp_hidden=SETTING.mlp_hidden)
-    return base.requires_grad_(True)
-
-
 def saved_size(method: str, model: nn.Module) -> int:
     """Bytes on disk of what this method has to store (the adapter, the prefix, or the whole model)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,18 +117,18 @@ def saved_size(method: str, model: nn.Module) -> int:
 
 
 def run_method(method: str, args, train_pairs, test_groups, device) -> dict:
-    recipe = RECIPES[method]
+    recipe, lr = PAPER_SCHEDULES[method_name(method)], RECIPE.rate(method)
     seed_everything(args.seed)
-    base, tokenizer = load_model(args.model)
-    model = build(method, base.to(device))
-    max_len = base.config.n_positions - (SETTING.prefix_len if method == "prefix" else 0) - args.max_new_tokens
+    base, tokenizer = load_base_model(name=args.model, device=device)  # a model that cannot load is an error
+    model = build(method, base, RECIPE, targets="qv")  # q and v in the base model's own layer names
+    max_len = context_length(base) - (RECIPE.prefix_len if method == "prefix" else 0) - args.max_new_tokens
     loader = make_loader(train_pairs, tokenizer, recipe.batch_size, max_len, seed=args.seed, drop_long=True)
     steps = args.max_steps or recipe.epochs * len(loader)
     trainable = count_parameters(model, trainable_only=True)
     print(f"\n{method}: {trainable:,} trainable parameters, {steps:,} steps "
-          f"({recipe.epochs} epochs of {len(loader):,} batches of {recipe.batch_size}), lr {recipe.lr}")
+          f"({recipe.epochs} epochs of {len(loader):,} batches of {recipe.batch_size}), lr {lr}")
     trainee = LabelSmoothed(model, recipe.label_smoothing) if recipe.label_smoothing else model
-    history = train(trainee, loader, steps=steps, lr=recipe.lr, warmup_steps=min(recipe.warmup_steps, steps // 2),
+    history = train(trainee, loader, steps=steps, lr=lr, warmup_steps=min(recipe.warmup_steps, steps // 2),
                     weight_decay=recipe.weight_decay, device=device, seed=args.seed, progress=not args.quiet)
     mrs = list(test_groups)
     outputs = generate_texts(model, tokenizer, mrs, max_new_tokens=args.max_new_tokens,
@@ -216,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gpt2-medium",
                     help="Hub id (gpt2-medium), a local folder (a stand-in), or mini-gpt2 for a smoke test")
-    ap.add_argument("--methods", nargs="+", default=["lora", "prefix"], choices=list(RECIPES))
+    ap.add_argument("--methods", nargs="+", default=["lora", "prefix"], choices=METHODS)
     ap.add_argument("--data", choices=["e2e", "offline"], default="e2e", help="real E2E, or the offline set")
     ap.add_argument("--e2e-dir", help="folder with the original E2E CSVs (instead of the Hub)")
     ap.add_argument("--n-train", type=int, help="use only the first N training pairs")

@@ -24,7 +24,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-ROOT = Path(__file__).resolve().parents[1]
+from minipeft.paths import REPO_ROOT as ROOT
+
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d\d\.\d+)["']""")
 CHECK_PASSED = re.compile(r"Exercise (\d\d\.\d+): (?:solution filled in|correct!)")
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
+from minipeft.paths import REPO_ROOT
 
 STAMP = re.compile(r"^\*\*Stored outputs:\*\*.*$", re.MULTILINE)
 FIRST_LINE = re.compile(r"^minipeft profile: (\w+) .*\| base model: ([\w./-]+) \|", re.MULTILINE)
@@ -90,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     os.environ.setdefault("MINIPEFT_PROFILE", "cpu")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    paths = [ROOT / "notebooks" / n for n in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    notebooks = REPO_ROOT / "notebooks"
+    paths = [notebooks / n for n in args.notebooks] or sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     for path in paths:
         print(f"{path.name}: running in the {os.environ['MINIPEFT_PROFILE']} profile ...", flush=True)
         print(f"{path.name}: stored, {store(path, args.timeout):.1f} min", flush=True)
