@@ -1,6 +1,6 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
 .PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
-	gpu-dry gpu-check
+	gpu-dry gpu-check bench
 
 setup:
 	@bash scripts/setup.sh
@@ -12,10 +12,10 @@ course: setup
 # Every test: unit tests and nbval over every notebook, in the small `ci` profile, offline.
 test: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
-	.venv/bin/ruff check minipeft tests notebooks scripts
+	.venv/bin/ruff check minipeft tests notebooks scripts benchmarks
 
 lint: setup
-	.venv/bin/ruff check minipeft tests notebooks scripts
+	.venv/bin/ruff check minipeft tests notebooks scripts benchmarks
 
 # Every notebook with every unwritten exercise filled in by its reference solution: each check must pass.
 solutions: setup
@@ -29,6 +29,12 @@ timings: setup
 # picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
 outputs: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
+
+# minipeft's LoRA and prefix-tuning against peft's: step time, memory, parameter counts (benchmarks/; minutes on a
+# CPU, the numbers depend on the machine). tests/test_benchmarks.py runs both at tiny sizes in `make test`.
+bench: setup
+	.venv/bin/python benchmarks/bench_lora.py
+	.venv/bin/python benchmarks/bench_prefix.py
 
 # The gpu profile end to end on this CPU, not part of `make test` (slow on 2 cores): stand-ins for GPT-2 and GPT-2
 # Medium (their shapes and tokenizer, random weights) in data/cache/standin/, every notebook in a dry run

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -29,8 +30,8 @@ from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from minipeft.lora import apply_lora, lora_layers, merge_lora, unload_lora  # noqa: E402
+from minipeft.lora import apply_lora, lora_layers, merge_lora, unload_lora
+from minipeft.paths import REPO_ROOT
 
 SHAPES = {  # (n_layer, n_embd, n_head, vocab_size)
     "mini": dict(n_layer=4, n_embd=128, n_head=4, vocab_size=4096, n_positions=256),
@@ -38,7 +39,7 @@ SHAPES = {  # (n_layer, n_embd, n_head, vocab_size)
 }
 
 
-def build(args) -> tuple[GPT2LMHeadModel, GPT2LMHeadModel, GPT2LMHeadModel, torch.Tensor]:
+def twin_loras(args) -> tuple[GPT2LMHeadModel, GPT2LMHeadModel, GPT2LMHeadModel, torch.Tensor]:
     """(base, minipeft LoRA, peft LoRA, batch) on the device, with identical weights."""
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -96,7 +97,7 @@ def interleaved(fns: dict, n: int, warmup: int, device: str, desc: str) -> dict[
 
 def peak_memory_mb(which: str, args) -> float:
     """Peak extra memory (MB) of ``args.mem_steps`` training steps of ``which`` (base untouched)."""
-    _, ours, theirs, batch = build(args)
+    _, ours, theirs, batch = twin_loras(args)
     model = {"minipeft": ours, "peft": theirs}[which]
     del ours, theirs
     step = make_step(model, batch)
@@ -114,12 +115,14 @@ def peak_memory_mb(which: str, args) -> float:
 
 
 def cpu_peak_in_fresh_process(which: str, argv: list[str]) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, __file__, *argv, "--memory-of", which], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=env)  # this checkout's minipeft, as the parent's
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=SHAPES, default=None, help="mini (CPU default) or gpt2 (CUDA default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -134,7 +137,7 @@ def main() -> None:
     parser.add_argument("--mem-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--memory-of", choices=["minipeft", "peft"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.model = args.model or ("gpt2" if args.device.startswith("cuda") else "mini")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,7 +146,7 @@ def main() -> None:
         return
 
     torch.manual_seed(0)
-    base, ours, theirs, batch = build(args)
+    base, ours, theirs, batch = twin_loras(args)
     steps = interleaved({"minipeft": make_step(ours, batch), "peft": make_step(theirs, batch)},
                         args.steps, args.warmup, args.device, "training steps")
     if args.device.startswith("cuda"):
@@ -151,7 +154,7 @@ def main() -> None:
         torch.cuda.empty_cache()
         peak = {k: peak_memory_mb(k, args) for k in ("minipeft", "peft")}
     else:
-        peak = {k: cpu_peak_in_fresh_process(k, sys.argv[1:]) for k in ("minipeft", "peft")}
+        peak = {k: cpu_peak_in_fresh_process(k, argv) for k in ("minipeft", "peft")}
 
     merged = merge_lora(copy.deepcopy(ours).eval())  # LoRA layers still in place, update folded into W
     plain = unload_lora(copy.deepcopy(ours).eval())  # merged and unwrapped: a plain GPT2LMHeadModel

@@ -133,7 +133,7 @@ def fresh_base(config: GPT2Config, state: dict, device: str) -> GPT2LMHeadModel:
     return model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=["mini", "gpt2"], default="mini")
     parser.add_argument("--batch", type=int, default=16)
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)  # peft reads a flag transformers renamed
 
