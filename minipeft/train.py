@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import prompt_text
-from .memory import count_parameters
 from .notebook import seed_everything
+from .params import count_parameters
 
 
 @dataclass
