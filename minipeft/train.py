@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .memory import count_parameters
 from .notebook import seed_everything
+from .params import count_parameters
 
 
 @dataclass

@@ -12,7 +12,7 @@ from transformers import GPT2LMHeadModel
 
 from minipeft.data import load_restaurant, make_loader
 from minipeft.decode import generate_texts
-from minipeft.memory import count_parameters
+from minipeft.params import count_parameters
 from minipeft.pretrain import copy_loss, heldout_perplexity
 from minipeft.train import History, autocast_dtype, evaluate_loss, evaluating, train
 

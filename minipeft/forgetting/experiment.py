@@ -17,11 +17,12 @@ from torch.utils.data import DataLoader
 
 from ..decode import generate_texts
 from ..lora import apply_lora
-from ..memory import count_parameters
+from ..memory import PeakEstimate, training_peak
 from ..metrics import slot_error_rate
 from ..notebook import seed_everything
+from ..params import count_parameters, gpt2_config, gpt2_parameter_count, prefix_parameter_count
 from ..prefix import PrefixTuningModel
-from ..profiles import Profile, get_profile
+from ..profiles import PROFILES, Profile, get_profile
 from ..recipes import LORA_TARGETS, RECIPES, lora_targets, recipe_for
 from ..train import evaluate_loss, train
 from .general import general_perplexity
@@ -144,3 +145,28 @@ def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val
         texts = generate_texts(model, tokenizer, list(task_mrs), max_new_tokens=max_new_tokens, progress=False)
         row["slot_error_rate"] = slot_error_rate(list(task_mrs), texts)
     return (row, model) if return_model else row
+
+
+def notebook06_gpu_peaks() -> list[PeakEstimate]:
+    """The estimated T4 peak of notebook 06's two largest training runs in the ``gpu`` profile (GPT-2 small at its
+    batch size and sequence length). Notebook 06 keeps the untuned model and every model trained before (one per
+    setting) on the GPU; its rate checks train after the last setting, with all of them kept: its full fine-tuning
+    at another rate peaks highest."""
+    gpu = PROFILES["gpu"]
+    cfg = gpt2_config(gpu.base_model)
+    n, sizes = gpt2_parameter_count(cfg), dict(batch_size=gpu.batch_size, seq_len=gpu.seq_len)
+    settings = settings_for(gpu)
+    last = settings[-1]
+    if last.method != "prefix":
+        raise RuntimeError(f"notebook 06's last gpu setting is {last.label}, not a prefix: update this estimate.")
+    full_again = next((s for s in rate_checks(gpu) if s.method == "full"), None)
+    if full_again is None:
+        raise RuntimeError("notebook 06's gpu rate checks train no full fine-tuning: update this estimate.")
+    return [
+        training_peak(cfg, prefix_parameter_count(cfg, last.length, last.mlp_hidden), n, kept_models=len(settings),
+                      label=f"notebook 06, its last setting ({last.label}; the untuned model and the "
+                            f"{len(settings) - 1} trained before it kept)", **sizes),
+        training_peak(cfg, n, 0, kept_models=len(settings) + 1,
+                      label=f"notebook 06, its rate check of full fine-tuning ({full_again.label}; the untuned model "
+                            f"and the {len(settings)} trained settings kept)", **sizes),
+    ]
