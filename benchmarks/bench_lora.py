@@ -31,6 +31,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from minipeft.lora import apply_lora, lora_layers, merge_lora, unload_lora
+from minipeft.params import count_parameters
 from minipeft.paths import REPO_ROOT
 
 SHAPES = {  # (n_layer, n_embd, n_head, vocab_size)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cuda = args.device.startswith("cuda")
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} thread(s)"
-    print(f"\nLoRA benchmark: {args.model} shape ({sum(p.numel() for p in base.parameters()):,} params) on {where}; "
+    print(f"\nLoRA benchmark: {args.model} shape ({count_parameters(base):,} params) on {where}; "
           f"targets {args.targets}, r={args.r}, dropout={args.dropout}; batch {args.batch} x {args.seq} tokens; "
           f"medians of {args.steps} interleaved steps / {args.forwards} forwards after {args.warmup} warm-up")
     print(f"torch {torch.__version__}, peft {__import__('peft').__version__}\n")

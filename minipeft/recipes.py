@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .lora import apply_lora
+from .memory import PeakEstimate, training_peak
+from .params import gpt2_config, gpt2_parameter_count, lora_parameter_count, prefix_parameter_count
 from .prefix import PrefixTuningModel
+from .profiles import PROFILES
 
 METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")
 SHORT_NAMES = {"full": "full fine-tuning", "prefix": "prefix-tuning", "lora": "LoRA"}  # as scripts and Setting say
@@ -153,3 +156,19 @@ def build(method: str, model: nn.Module, recipe: Recipe | None = None, *, r: int
         settings |= lora_targets(model, targets) if isinstance(targets, str) else {"targets": list(targets)}
     settings |= {k: v for k, v in (("r", r), ("alpha", alpha)) if v is not None}
     return apply_lora(model, **settings)
+
+
+def notebook05_gpu_peaks() -> list[PeakEstimate]:
+    """The estimated T4 peak of notebook 05's three training runs in the ``gpu`` profile: GPT-2 small at the
+    profile's batch size and sequence length, each method sized by its recipe, the untuned model kept beside it."""
+    gpu = PROFILES["gpu"]
+    cfg, recipe = gpt2_config(gpu.base_model), RECIPES[gpu.base_model]
+    n, sizes = gpt2_parameter_count(cfg), dict(batch_size=gpu.batch_size, seq_len=gpu.seq_len, kept_models=1)
+    r, targets = recipe.lora["r"], ("q", "v") if recipe.lora.get("qv_only") else tuple(recipe.lora["targets"])
+    return [
+        training_peak(cfg, n, 0, label="notebook 05, full fine-tuning", **sizes),
+        training_peak(cfg, prefix_parameter_count(cfg, recipe.prefix_len, recipe.mlp_hidden), n,
+                      label=f"notebook 05, prefix-tuning (P={recipe.prefix_len}, MLP {recipe.mlp_hidden})", **sizes),
+        training_peak(cfg, lora_parameter_count(cfg, r, targets), n,
+                      label=f"notebook 05, LoRA ({', '.join(targets)}, r={r})", **sizes),
+    ]

@@ -54,12 +54,13 @@ from minipeft.data import (
     load_restaurant,
     make_loader,
 )
+from minipeft.decode import generate_texts
 from minipeft.lora_files import save_lora
-from minipeft.memory import count_parameters
 from minipeft.metrics import bleu, rouge_l, slot_error_rate
 from minipeft.notebook import quiet, seed_everything
+from minipeft.params import count_parameters
 from minipeft.recipes import PAPER_SCHEDULES, RECIPES, build, method_name
-from minipeft.train import generate_texts, train
+from minipeft.train import train
 
 # The papers' recipe for GPT-2 Medium, from the course's one recipe table: what each method adapts (LoRA's q and v
 # at r=4, alpha=32, dropout 0.1; prefix P=10 with an MLP of 512) and its learning rate; PAPER_SCHEDULES holds the
