@@ -60,6 +60,12 @@ def mini_gpt2() -> GPT2LMHeadModel:
         pytest.skip(str(err))
 
 
+@pytest.fixture(params=["tiny", "mini"])
+def gpt2(request, tiny_gpt2) -> GPT2LMHeadModel:
+    """Each test twice: on the tiny random GPT-2 and on the course's mini GPT-2."""
+    return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
