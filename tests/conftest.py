@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,6 +65,35 @@ def mini_gpt2() -> GPT2LMHeadModel:
 def gpt2(request, tiny_gpt2) -> GPT2LMHeadModel:
     """Each test twice: on the tiny random GPT-2 and on the course's mini GPT-2."""
     return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
+
+
+E2E_DEVSET = Path(os.environ.get("MINIPEFT_E2E_DEVSET",
+                                 Path(__file__).resolve().parents[2] / "shared" / "data" / "e2e" / "devset.csv"))
+_WITHOUT_DEVSET: list[str] = []  # tests skipped here for want of the dev set, for the closing summary line
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def e2e_devset(request) -> Path:
+    """The real E2E dev set (``../shared/data/e2e/devset.csv``, or ``MINIPEFT_E2E_DEVSET``). In CI (``CI=true``) a
+    missing file fails the test, naming the path; elsewhere the test skips and the run ends with a loud line."""
+    if E2E_DEVSET.is_file():
+        return E2E_DEVSET
+    if in_ci():
+        pytest.fail(f"the real E2E dev set is missing at {E2E_DEVSET}: CI must provide it (or set MINIPEFT_E2E_DEVSET)")
+    _WITHOUT_DEVSET.append(request.node.nodeid)
+    pytest.skip(f"real E2E dev set not found at {E2E_DEVSET}")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _WITHOUT_DEVSET:
+        terminalreporter.write_sep("!", f"{len(_WITHOUT_DEVSET)} TESTS ON THE REAL E2E DEV SET DID NOT RUN: no file at "
+                                        f"{E2E_DEVSET} (in CI they fail)", red=True, bold=True)
+        for nodeid in _WITHOUT_DEVSET:
+            terminalreporter.write_line(f"  skipped: {nodeid}", red=True)
 
 
 @pytest.fixture(scope="module")

@@ -157,17 +157,13 @@ def test_lora_and_prefix_train_through_the_same_loop(tokenizer, loaders):
         assert len(texts) == 1
 
 
-DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
-
-
-@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
-def test_mini_gpt2_trains_on_real_e2e_and_is_scored_on_human_references():
+def test_mini_gpt2_trains_on_real_e2e_and_is_scored_on_human_references(e2e_devset):
     from minipeft.base_model import load_mini_gpt2
     from minipeft.data import group_by_mr, load_e2e_csv
     from minipeft.lora import apply_lora
     from minipeft.metrics import e2e_scores
 
-    groups = group_by_mr(load_e2e_csv(DEVSET))
+    groups = group_by_mr(load_e2e_csv(e2e_devset))
     mrs = list(groups)
     train_pairs = [(mr, ref) for mr in mrs[:40] for ref in groups[mr]]  # MR-disjoint from the scored ones
     held_out = {mr: groups[mr] for mr in mrs[-4:]}
