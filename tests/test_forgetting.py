@@ -242,9 +242,12 @@ def test_summarize_gives_mean_and_spread_over_seeds():
     assert (a["n"], a["task_loss_mean"], a["task_loss_std"]) == (2, 2.0, statistics.stdev([1, 3]))
     assert a["ppl_increase_pct_mean"] == 4.0 and "slot_error_rate_mean" not in a
     assert (b["n"], b["task_loss_std"], b["slot_error_rate_mean"]) == (1, 0.0, 0.1)
-    table = format_summary([a, b])
-    assert "a" in table and "10.0" in table  # b's slot error rate in percent
-    assert "0.0033" in format_summary([a_slower])  # the rate is a column
+    header, *table = format_summary([a, b, a_slower]).splitlines()
+    assert header.split() == ["setting", "lr", "seeds", "task", "loss", "general", "ppl", "+%", "slot", "errors", "%"]
+    assert [line.split() for line in table] == [  # by hand: std of (1, 3) is 1.414, of (2, 6) 2.828; 0.1 is 10%
+        ["a", "0.01", "2", "2.000", "±", "1.414", "4.0", "±", "2.8", "-"],
+        ["b", "0.0001", "1", "5.000", "±", "0.000", "7.0", "±", "0.0", "10.0", "±", "0.0"],
+        ["a", "lr/3", "0.0033", "1", "4.000", "±", "0.000", "1.0", "±", "0.0", "-"]]
     ax = plot_learn_forget([a, b, a_slower])
     assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
     assert ax.xaxis_inverted() and ax.get_yscale() == "symlog" and ax.get_ylim() == (0.0, 30.0)  # 3 x max(10, 7)
