@@ -51,11 +51,11 @@ def show_solution(key: str) -> None:
     print("\n".join(line for line in source.splitlines() if not line.startswith("@solution")))
 
 
-def _passes(test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> bool:
+def _passes(key: str, test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> bool:
     result = test(fn)
     if result is None:
-        raise AssertionError("the check returned None, which proves nothing: a check must return True or False "
-                             "(or assert)")
+        raise AssertionError(f"exercise {key}: its check returned None, which proves nothing: a check must return "
+                             "True or False (or assert)")
     return bool(result)
 
 
@@ -66,9 +66,9 @@ def fill_in(answer: Callable[..., Any], reference: Callable[..., Any]) -> None:
 
 def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., Any]], Any]) -> None:
     """Check exercise ``key`` and print the verdict; an answer that is written but wrong raises AssertionError."""
-    assert _passes(test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
+    assert _passes(key, test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
     try:
-        passed = _passes(test, answer)
+        passed = _passes(key, test, answer)
     except NotImplementedError:
         if os.environ.get(SOLUTIONS_ENV) == "1":
             fill_in(answer, _reference(key))

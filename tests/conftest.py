@@ -73,6 +73,7 @@ _WITHOUT_DEVSET: list[str] = []  # tests skipped here for want of the dev set, f
 
 
 def in_ci() -> bool:
+    """Whether this run is CI's (which sets ``CI=true``), where the dev set must be present."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
