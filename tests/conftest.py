@@ -77,16 +77,21 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def devset_or_skip(path: Path, test: str) -> Path:
+    """``path`` if the dev set is there. Missing: in CI (``CI=true``) the test fails, naming the path; elsewhere it
+    skips, and the run ends with a loud line naming it."""
+    if path.is_file():
+        return path
+    if in_ci():
+        pytest.fail(f"the real E2E dev set is missing at {path}: CI must provide it (or set MINIPEFT_E2E_DEVSET)")
+    _WITHOUT_DEVSET.append(test)
+    pytest.skip(f"real E2E dev set not found at {path}")
+
+
 @pytest.fixture
 def e2e_devset(request) -> Path:
-    """The real E2E dev set (``../shared/data/e2e/devset.csv``, or ``MINIPEFT_E2E_DEVSET``). In CI (``CI=true``) a
-    missing file fails the test, naming the path; elsewhere the test skips and the run ends with a loud line."""
-    if E2E_DEVSET.is_file():
-        return E2E_DEVSET
-    if in_ci():
-        pytest.fail(f"the real E2E dev set is missing at {E2E_DEVSET}: CI must provide it (or set MINIPEFT_E2E_DEVSET)")
-    _WITHOUT_DEVSET.append(request.node.nodeid)
-    pytest.skip(f"real E2E dev set not found at {E2E_DEVSET}")
+    """The real E2E dev set (``../shared/data/e2e/devset.csv``, or ``MINIPEFT_E2E_DEVSET``); see devset_or_skip."""
+    return devset_or_skip(E2E_DEVSET, request.node.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -2,6 +2,7 @@
 
 import math
 
+import conftest
 import pytest
 import sacrebleu
 
@@ -111,3 +112,17 @@ def test_metrics_on_real_human_references(e2e_devset):
     assert 40 < rouge_l(held_out, others) < 90
     ser = slot_error_rate(mrs, held_out)
     assert 0 < ser < 0.25  # E2E's human references are known to drop or garble some slots
+
+
+def test_a_missing_dev_set_fails_in_ci_and_skips_loudly_elsewhere(tmp_path, monkeypatch):
+    missing, skipped = tmp_path / "devset.csv", []
+    monkeypatch.setattr(conftest, "_WITHOUT_DEVSET", skipped)  # what the run's closing line lists
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"missing at {missing}"):
+        conftest.devset_or_skip(missing, "a test")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        conftest.devset_or_skip(missing, "a test")
+    assert skipped == ["a test"]
+    missing.write_text("mr,ref\n")
+    assert conftest.devset_or_skip(missing, "a test") == missing
