@@ -129,6 +129,10 @@ def test_history_plot(tokenizer, loaders):
     plt.figure()  # a fresh current figure: plot() draws on plt.gca() when no axes are given
     ax = hist.plot(label="full", smooth=2)
     assert ax.get_xlabel() == "training step" and len(ax.lines) == 2
+    train_line, val_line = ax.lines  # the mean of the 2 losses up to each step, at that step
+    assert train_line.get_xydata().tolist() == [[2, 2.5], [3, 1.75], [4, 1.25]]
+    assert val_line.get_xydata().tolist() == [[2, 2.5], [4, 1.2]]
+    assert (train_line.get_label(), val_line.get_label()) == ("full (train)", "full (val)")
     plt.close("all")
 
 
