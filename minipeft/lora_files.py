@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
+from .checks import positive_int
 from .lora import QV_CHUNKS, LoRALayer, apply_lora, in_out_features, lora_layers
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"  # peft's file names
@@ -161,8 +162,7 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
                          f"{_identity(model)}. Load it onto the base model it was trained on.")
     r, alpha = ours.get("r", config.get("r")), ours.get("alpha", config.get("lora_alpha"))
     qv_only = ours.get("qv_only", False)
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"The adapter in {folder} gives r={r!r}, not a positive integer rank. {SAVE_AGAIN}")
+    positive_int(r, f"The rank r of the adapter in {folder}", SAVE_AGAIN)
     names = sorted({k.rsplit(".lora_", 1)[0] for k in weights})
     modules = dict(model.named_modules())
     missing = [n for n in names if not isinstance(modules.get(n), nn.Linear | Conv1D)]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
+from .checks import positive_int
+
 GB = 10**9
 
 # (n_embd, n_layer, n_head) of the four released GPT-2 checkpoints; all share vocab 50257, n_positions 1024.
@@ -156,8 +158,7 @@ def lora_parameter_count(config: GPT2Config, r: int, targets: tuple[str, ...] = 
     ``targets`` name modules by suffix as peft does (``c_attn``, ``c_proj``, ``c_fc``, ``attn.c_proj``,
     ...), or ``q``/``k``/``v`` for one slice of the fused ``c_attn`` (the paper adapts ``q`` and ``v``).
     """
-    if r <= 0:
-        raise ValueError(f"LoRA rank r must be a positive integer, got {r}. The paper uses r=4 on GPT-2.")
+    positive_int(r, "LoRA rank r", "The paper uses r=4 on GPT-2.")
     shapes = _gpt2_lora_shapes(config.n_embd, config.n_inner or 4 * config.n_embd)
     unknown = [t for t in targets if t not in shapes]
     if unknown or not targets:
@@ -174,8 +175,8 @@ def prefix_parameter_count(config: GPT2Config, length: int, mlp_hidden: int | No
     ``PrefixEncoder``) training updates a ``length x n_embd`` table and an MLP
     ``n_embd -> mlp_hidden -> 2 * n_layer * n_embd``; after training only the computed prefix is kept.
     """
-    if length <= 0:
-        raise ValueError(f"Prefix length must be a positive integer, got {length}. Li & Liang use 10 on E2E.")
+    positive_int(length, "Prefix length", "Li & Liang use 10 on E2E.")
+    positive_int(mlp_hidden, "mlp_hidden", "Li & Liang use 512, or None for no reparameterisation.", allow_none=True)
     kv = 2 * config.n_layer * config.n_embd  # one key and one value vector per layer, per prefix position
     if mlp_hidden is None:
         return length * kv
@@ -185,8 +186,7 @@ def prefix_parameter_count(config: GPT2Config, length: int, mlp_hidden: int | No
 
 def prompt_parameter_count(config: GPT2Config, length: int) -> int:
     """Trainable parameters of prompt tuning: ``length`` soft word embeddings of width ``n_embd``."""
-    if length <= 0:
-        raise ValueError(f"Prompt length must be a positive integer, got {length}.")
+    positive_int(length, "Prompt length", "Try 10.")
     return length * config.n_embd
 
 
@@ -203,14 +203,12 @@ class ModelSize:
 
     def lora_params(self, r: int) -> int:
         """LoRA on q and v of every attention block at rank ``r`` (square d x d matrices)."""
-        if r <= 0:
-            raise ValueError(f"LoRA rank r must be a positive integer, got {r}.")
+        positive_int(r, "LoRA rank r", "The paper uses r=4 on GPT-2.")
         return self.n_attention * 2 * r * (2 * self.d_model)
 
     def prefix_params(self, length: int) -> int:
         """A stored prefix of ``length`` keys and values per layer (no reparameterisation MLP)."""
-        if length <= 0:
-            raise ValueError(f"Prefix length must be a positive integer, got {length}.")
+        positive_int(length, "Prefix length", "Li & Liang use 10 on E2E.")
         return 2 * self.n_prefix_layers * length * self.d_model
 
 

@@ -110,7 +110,7 @@ def test_base_model_directory_missing_or_not_a_course_model_fails_in_one_line(mo
 
     bert = tmp_path / "bert"
     BertConfig(num_hidden_layers=1).save_pretrained(bert)  # transformers would load it as a BertLMHeadModel
-    for folder, says in ((tmp_path / "standin" / "gpt2", "no such directory"), (bert, "holds a 'bert' model")):
+    for folder, says in ((tmp_path / "standin" / "gpt2", "no such directory"), (bert, "is a 'bert' model")):
         monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(folder))
         with pytest.raises(ValueError, match=rf"^MINIPEFT_BASE_MODEL={folder}: .*{says}") as err:
             load_base_model("gpu")

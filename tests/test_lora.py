@@ -339,8 +339,8 @@ def test_load_needs_the_files_and_a_base_model(tmp_path, tiny_gpt2):
     (dict(r=0), ValueError, "rank r must be a positive integer"),
     (dict(r=-2), ValueError, "rank r must be a positive integer"),
     (dict(r=2.5), ValueError, "rank r must be a positive integer"),
-    (dict(alpha=0), ValueError, "alpha must be > 0"),
-    (dict(alpha=-8), ValueError, "alpha must be > 0"),
+    (dict(alpha=0), ValueError, "alpha must be a finite number > 0"),
+    (dict(alpha=-8), ValueError, "alpha must be a finite number > 0"),
     (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(dropout=-0.1), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(targets=["q_proj"]), ValueError, r"No module of the model matches targets \['q_proj'\].*c_attn"),
@@ -358,6 +358,8 @@ def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match, tiny_gpt
 def test_layer_checks_its_own_hyperparameters():
     with pytest.raises(ValueError, match="rank r must be a positive integer"):
         LoRALayer(nn.Linear(4, 4), r=0, alpha=1)
+    with pytest.raises(ValueError, match="rank r must be a positive integer, got 2.5"):
+        LoRALayer(nn.Linear(4, 4), r=2.5, alpha=1)
 
 
 def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
@@ -373,13 +375,14 @@ def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
 # ---- refused calls change nothing; hyper-parameters; damaged files; peft options; 16-bit bases ------------------
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(r=True), ValueError, "rank r must be a positive integer, got r=True"),
-    (dict(alpha=float("inf")), ValueError, "alpha must be > 0 and finite, got alpha=inf.*Try alpha=2\\*r"),
-    (dict(alpha=float("nan")), ValueError, "alpha must be > 0 and finite, got alpha=nan"),
-    (dict(alpha=True), ValueError, "alpha must be > 0 and finite, got alpha=True"),
-    (dict(alpha="16"), ValueError, "alpha must be > 0 and finite, got alpha='16'"),
-    (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0, 1\), got dropout=nan"),
-    (dict(dropout=True), ValueError, r"dropout must be in \[0, 1\), got dropout=True"),
+    (dict(r=True), ValueError, "rank r must be a positive integer, got True"),
+    (dict(r="4"), ValueError, "rank r must be a positive integer, got '4'"),
+    (dict(alpha=float("inf")), ValueError, "alpha must be a finite number > 0, got inf.*try alpha=2\\*r"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be a finite number > 0, got nan"),
+    (dict(alpha=True), ValueError, "alpha must be a finite number > 0, got True"),
+    (dict(alpha="16"), ValueError, "alpha must be a finite number > 0, got '16'"),
+    (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0, 1\), got nan"),
+    (dict(dropout=True), ValueError, r"dropout must be in \[0, 1\), got True"),
     (dict(qv_only="yes"), TypeError, "qv_only must be True or False, got 'yes'"),
     (dict(targets=[]), ValueError, "targets must name at least one module"),
     (dict(targets=["c_attn", 3]), TypeError, "targets must be module names .*got 3"),
@@ -440,6 +443,20 @@ def test_a_damaged_adapter_is_refused_in_one_line_naming_the_file(tmp_path, how,
     assert type(err.value) in (ValueError, FileNotFoundError)  # not json's or safetensors' own error
     assert named in message and "\n" not in message and "save" in message.lower()
     assert err.value.__context__ is None or err.value.__suppress_context__  # no parser traceback above it
+    assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("r", [2.5, 0, True, "2"])
+def test_a_saved_rank_that_is_not_a_positive_integer_is_refused(tmp_path, r, tiny_gpt2, snapshot):
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    ours = json.loads((tmp_path / "minipeft_adapter.json").read_text())
+    (tmp_path / "minipeft_adapter.json").write_text(json.dumps({**ours, "r": r}))
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises(ValueError) as err:
+        load_lora(model, tmp_path)
+    assert str(err.value) == (f"The rank r of the adapter in {tmp_path} must be a positive integer, got {r!r}. "
+                              f"Save the adapter again with save_lora(model, folder).")
     assert snapshot(model) == before
 
 

@@ -86,7 +86,7 @@ def test_model_overrides_reach_the_profile_and_refuse_what_they_cannot_load(monk
     profile = get_profile("gpu")
     assert (profile.base_model, profile.gpt2_model) == (str(llama), str(gpt2))
     cases = [("MINIPEFT_BASE_MODEL", tmp_path / "missing", "no such directory"),
-             ("MINIPEFT_BASE_MODEL", bert, "holds a 'bert' model, not a causal LM of a family the course covers"),
+             ("MINIPEFT_BASE_MODEL", bert, "the model in this directory is a 'bert' model, but minipeft's methods"),
              ("MINIPEFT_GPT2_MODEL", llama, "holds a 'llama' model, not a GPT-2"),
              ("MINIPEFT_GPT2_MODEL", "smollm2-135m", "SmolLM2 is a Llama-family model")]
     for env, value, says in cases:
