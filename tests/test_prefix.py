@@ -6,9 +6,9 @@ key/value heads than query heads, rotary positions), the course's two kinds of b
 
 import pytest
 import torch
-from transformers import GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
-from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
+from minipeft.prefix import PrefixTuningModel, PromptTuningModel
 
 peft = pytest.importorskip("peft")
 
@@ -75,7 +75,7 @@ def test_prefix_logits_equal_peft(any_base, mlp_hidden):
     assert trainable(ours) == trainable(theirs)
     # and the silent bug is real: a mask of the T real tokens only gives other logits without any error
     with torch.no_grad():
-        short_mask = base(input_ids=ids, attention_mask=mask, **{ours.cache_arg: ours.fresh_cache(3)}).logits
+        short_mask = base(input_ids=ids, attention_mask=mask, past_key_values=ours.fresh_cache(3)).logits
     assert (short_mask - a.logits).abs().max() > 1e-3
 
 
@@ -244,40 +244,16 @@ def test_generic_training_step_moves_only_the_prefix(tiny_gpt2):
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in frozen.items())
 
 
-class CacheArgGPT2(GPT2LMHeadModel):
-    """GPT-2 as transformers >= 5.24 spells it: the cache comes in as ``cache=``."""
-
-    def forward(self, input_ids=None, cache=None, **kwargs):
-        self.seen = type(cache).__name__
-        return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
-
-
-def test_cache_argument_follows_the_model_signature(tiny_gpt2):
-    base = tiny_gpt2()
-    renamed = CacheArgGPT2(base.config).eval()
-    renamed.load_state_dict(base.state_dict())
-    assert cache_argument(base) == "past_key_values" and cache_argument(renamed) == "cache"
-    torch.manual_seed(8)
-    ours = PrefixTuningModel(base, P)
-    other = PrefixTuningModel(renamed, P)
-    other.prefix.data.copy_(ours.prefix)
-    ids, mask = padded_batch(101)
-    with torch.no_grad():
-        torch.testing.assert_close(other(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits,
-                                   atol=0, rtol=0)
-    assert renamed.seen == "DynamicCache"
-
-
 def test_bad_inputs_fail_clearly(tiny_gpt2):
     base = tiny_gpt2()
     for bad in (0, -3):
         with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
             PrefixTuningModel(base, bad)
-    with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
+    with pytest.raises(ValueError, match=r"prompt_len must be a positive integer"):
         PromptTuningModel(base, 0)
     neo = GPTNeoForCausalLM(GPTNeoConfig(num_layers=2, hidden_size=32, num_heads=4, attention_types=[[["global"], 2]],
                                          vocab_size=101))
-    with pytest.raises(TypeError, match=r"checked for gpt2, llama; got a 'gpt_neo' model"):
+    with pytest.raises(ValueError, match=r"PrefixTuningModel's base model is a 'gpt_neo' model, but .* GPT-2"):
         PrefixTuningModel(neo, P)
     model = PrefixTuningModel(base, P)
     with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
@@ -302,8 +278,9 @@ def test_bad_inputs_fail_clearly(tiny_gpt2):
 # ---- refused calls change nothing; hyper-parameters; damaged files; 16-bit base models -------------------------
 
 BAD_CALLS = [  # (keyword arguments, error, message): each refused before the base model is touched
-    (dict(prefix_len=True), ValueError, r"prefix_len must be a positive integer, got True"),
-    (dict(prefix_len=5.0), ValueError, r"prefix_len must be a positive integer, got 5.0"),
+    (dict(prefix_len=True), ValueError, r"(prefix|prompt)_len must be a positive integer, got True"),
+    (dict(prefix_len=5.0), ValueError, r"(prefix|prompt)_len must be a positive integer, got 5.0"),
+    (dict(prefix_len="5"), ValueError, r"(prefix|prompt)_len must be a positive integer, got '5'"),
     (dict(init_ids=torch.tensor([1, 2, 3])), ValueError, r"init_ids has 3 tokens; it needs at least \w+_len=5"),
     (dict(init_ids=torch.tensor([1, 2, 3, 4, 101])), ValueError,
      r"init_ids holds token id 101, outside this model's vocabulary \(0 to 100\).*this model's tokenizer"),
