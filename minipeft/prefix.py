@@ -223,7 +223,7 @@ class PrefixTuningModel(VirtualTokens):
                 "head_dim": self.head_dim}
 
     def save(self, folder: str | Path) -> Path:
-        """Save the folded prefix as ``prefix.safetensors`` + ``prefix_config.json`` (:mod:`minipeft.prefix_files`)."""
+        """Save the folded prefix in ``folder`` (:mod:`minipeft.prefix_files`), replacing a previous save at once."""
         if self.mlp is not None:
             raise ValueError("Fold the prefix before saving (model.fold()): only the computed prefix is stored.")
         return write_prefix(folder, self.prefix, self.prefix_config())

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_folder
 from .checks import positive_int
 
 PREFIX_WEIGHTS = "prefix.safetensors"
@@ -25,12 +26,13 @@ SAVE_AGAIN = "Save the prefix again with model.fold().save(folder)."
 
 
 def write_prefix(folder: str | Path, prefix: torch.Tensor, config: dict[str, int]) -> Path:
-    """Save ``prefix`` and ``config`` in ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({"prefix": prefix.detach().contiguous().cpu()}, str(folder / PREFIX_WEIGHTS))
-    (folder / PREFIX_CONFIG).write_text(json.dumps(config, indent=2))
-    return folder
+    """Save ``prefix`` and ``config`` in ``folder`` all at once (:func:`minipeft.atomic.write_folder`)."""
+
+    def write(tmp: Path) -> None:
+        save_file({"prefix": prefix.detach().contiguous().cpu()}, str(tmp / PREFIX_WEIGHTS))
+        (tmp / PREFIX_CONFIG).write_text(json.dumps(config, indent=2))
+
+    return write_folder(folder, (PREFIX_WEIGHTS, PREFIX_CONFIG), write)
 
 
 def read_prefix(folder: str | Path, kv_shape: tuple[int, int, int]) -> tuple[int, torch.Tensor]:

@@ -87,8 +87,9 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     overrides of ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied."""
     if isinstance(name, Profile):
         return with_overrides(name)
-    chosen = name or os.environ.get("MINIPEFT_PROFILE") or default_profile_name()
-    key = chosen.strip().lower()
+    unset = name is None or (isinstance(name, str) and not name)
+    chosen = (os.environ.get("MINIPEFT_PROFILE") or default_profile_name()) if unset else name
+    key = chosen.strip().lower() if isinstance(chosen, str) else None  # 3, b"ci", ["ci"]: unknown, like "cpi"
     if key not in PROFILES:
         valid = ", ".join(PROFILES)
         raise ValueError(

@@ -362,6 +362,23 @@ def test_layer_checks_its_own_hyperparameters():
         LoRALayer(nn.Linear(4, 4), r=2.5, alpha=1)
 
 
+@pytest.mark.parametrize("chunks, match", [
+    ((True, False, True), r"splits the output into 3 equal parts, but this layer has 8 outputs"),
+    ((True, False, True, False, True), r"into 5 equal parts, but this layer has 8 outputs"),
+    ((False, False), r"at least one True"),
+    ((), r"at least one True"),
+    ((1, 0), r"must be True/False flags"),
+])
+def test_layer_refuses_chunks_that_do_not_split_its_output(chunks, match):
+    """8 outputs in 3 chunks used to make chunks of 2 and leave the last 2 outputs out of every chunk, silently."""
+    layer = nn.Linear(4, 8)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        LoRALayer(layer, r=2, alpha=4, chunks=chunks)
+    assert all(torch.equal(v, before[k]) for k, v in layer.state_dict().items()) and layer.weight.requires_grad
+    assert LoRALayer(nn.Linear(4, 9), r=2, alpha=4, chunks=(True, False, True)).lora_B.shape == (6, 2)
+
+
 def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
     model = apply_lora(tiny_gpt2(), targets="c_attn", r=4, alpha=8)
     before = copy.deepcopy(model.state_dict())
@@ -458,6 +475,42 @@ def test_a_saved_rank_that_is_not_a_positive_integer_is_refused(tmp_path, r, tin
     assert str(err.value) == (f"The rank r of the adapter in {tmp_path} must be a positive integer, got {r!r}. "
                               f"Save the adapter again with save_lora(model, folder).")
     assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("stop", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_save_that_fails_half_way_leaves_the_previous_adapter_intact(tmp_path, stop, tiny_gpt2, monkeypatch):
+    """The files are written beside the folder and renamed into place: a full disk half-way through the weights,
+    or Ctrl-C, leaves the previous adapter byte for byte, and no temporary folder beside it."""
+    from minipeft import lora_files
+
+    folder = tmp_path / "adapter"
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), folder)
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    def stopped_half_way(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        with open(filename, "r+b") as file:
+            file.truncate(file.seek(0, 2) // 2)
+        raise stop
+
+    newer = apply_lora(tiny_gpt2(seed=1), r=4, alpha=8)
+    monkeypatch.setattr(lora_files, "save_file", stopped_half_way)
+    with pytest.raises(type(stop)):
+        save_lora(newer, folder)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["adapter"]
+    monkeypatch.undo()
+    save_lora(newer, folder)  # a save that completes replaces the previous one, and leaves nothing beside it
+    assert [f.name for f in tmp_path.iterdir()] == ["adapter"]
+    assert json.loads((folder / "minipeft_adapter.json").read_text())["r"] == 4
+
+
+def test_a_save_into_a_folder_holding_other_files_is_refused_and_touches_nothing(tmp_path, tiny_gpt2):
+    """A save replaces the whole folder, so it refuses one that holds anything else (a user's notes, a checkpoint)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds \['notes.txt'\], not only the files this save writes"):
+        save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_loading_from_a_folder_with_no_adapter_names_what_to_do(tmp_path, tiny_gpt2):

@@ -4,10 +4,14 @@ Every check runs on GPT-2 and on a Llama-family model with grouped-query attenti
 key/value heads than query heads, rotary positions), the course's two kinds of base model.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
+from minipeft import prefix_files
 from minipeft.prefix import PrefixTuningModel, PromptTuningModel
 
 peft = pytest.importorskip("peft")
@@ -213,6 +217,30 @@ def test_save_load_round_trip(tmp_path, family, tiny):
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits,
                                    atol=0, rtol=0)
+
+
+def test_a_save_that_fails_half_way_leaves_the_previous_prefix_intact(tmp_path, tiny_gpt2, monkeypatch):
+    """The files are written beside the folder and renamed into place: a disk that fills up half-way through the
+    weights (or a kill) leaves the previous save byte for byte, and no temporary folder."""
+    folder = tmp_path / "prefix"
+    PrefixTuningModel(tiny_gpt2(), P).save(folder)
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    def disk_full_half_way(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        Path(filename).write_bytes(Path(filename).read_bytes()[: Path(filename).stat().st_size // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefix_files, "save_file", disk_full_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        PrefixTuningModel(tiny_gpt2(seed=1), P).save(folder)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    monkeypatch.undo()
+    newer = PrefixTuningModel(tiny_gpt2(seed=1), P)
+    newer.save(folder)  # a save that completes replaces the previous one, and leaves nothing beside it
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    assert torch.equal(PrefixTuningModel.load(tiny_gpt2(), folder).prefix, newer.prefix)
 
 
 @pytest.mark.parametrize(("other", "named"), [("gpt2", "n_layer: saved 2, model 3"),

@@ -12,6 +12,16 @@ def test_unknown_profile_lists_valid_ones(monkeypatch):
         get_profile()
 
 
+@pytest.mark.parametrize("name", [3, 0, False, b"ci", ["ci"], 2.5])
+def test_a_profile_name_that_is_not_a_string_is_refused_like_an_unknown_one(name, monkeypatch):
+    """0 and False used to fall through to MINIPEFT_PROFILE, 3 and b"ci" to an AttributeError on .strip()."""
+    monkeypatch.setenv("MINIPEFT_PROFILE", "ci")
+    with pytest.raises(ValueError) as err:
+        get_profile(name)
+    assert str(err.value) == (f"Unknown minipeft profile {name!r}. Valid profiles: ci, cpu, gpu. Set MINIPEFT_PROFILE "
+                              f"to one of them (or unset it to choose from the hardware).")
+
+
 def test_env_var_picks_profile(monkeypatch):
     monkeypatch.setenv("MINIPEFT_PROFILE", "CPU")
     assert get_profile().name == "cpu"
