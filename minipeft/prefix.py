@@ -147,6 +147,11 @@ class PrefixTuningModel(VirtualTokens):
                                      nn.Linear(mlp_hidden, n_out)).to(**kw)
         _freeze(base)  # last: a refused call above leaves the user's model as it was
 
+    @property
+    def prefix_len(self) -> int:
+        """P, the number of prefix positions."""
+        return self.n_virtual
+
     @torch.no_grad()
     def activations_of(self, ids: torch.Tensor) -> torch.Tensor:
         """The model's keys and values for the first ``prefix_len`` tokens of ``ids``: [P, n_layer*2*kv_dim]."""
@@ -172,11 +177,6 @@ class PrefixTuningModel(VirtualTokens):
     def fresh_cache(self, batch_size: int) -> DynamicCache:
         """A new cache holding only the prefix; GPT-2 appends to it in place, so build one per call."""
         return DynamicCache(self.key_values(batch_size), config=self.base.config)
-
-    @property
-    def prefix_len(self) -> int:
-        """P, the number of prefix positions."""
-        return self.n_virtual
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
