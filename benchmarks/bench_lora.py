@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from minipeft.lora import apply_lora, lora_layers, merge_lora, unload_lora  # noqa: E402
+from minipeft.params import count_parameters  # noqa: E402
 
 SHAPES = {  # (n_layer, n_embd, n_head, vocab_size)
     "mini": dict(n_layer=4, n_embd=128, n_head=4, vocab_size=4096, n_positions=256),
@@ -164,7 +165,7 @@ def main() -> None:
 
     cuda = args.device.startswith("cuda")
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} thread(s)"
-    print(f"\nLoRA benchmark: {args.model} shape ({sum(p.numel() for p in base.parameters()):,} params) on {where}; "
+    print(f"\nLoRA benchmark: {args.model} shape ({count_parameters(base):,} params) on {where}; "
           f"targets {args.targets}, r={args.r}, dropout={args.dropout}; batch {args.batch} x {args.seq} tokens; "
           f"medians of {args.steps} interleaved steps / {args.forwards} forwards after {args.warmup} warm-up")
     print(f"torch {torch.__version__}, peft {__import__('peft').__version__}\n")

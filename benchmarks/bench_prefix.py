@@ -20,16 +20,19 @@ import statistics
 import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from minipeft.lora import apply_lora
+from minipeft.params import count_parameters
 from minipeft.paths import MINI_GPT2_DIR
 from minipeft.prefix import PrefixTuningModel
 
 PREFIX_LEN, MLP_HIDDEN = 10, 512
+trainable = partial(count_parameters, trainable_only=True)  # the package's one counter, trained parameters
 
 
 def shape_config(shape: str) -> GPT2Config:
@@ -39,10 +42,6 @@ def shape_config(shape: str) -> GPT2Config:
     if (MINI_GPT2_DIR / "config.json").is_file():
         return GPT2Config.from_pretrained(MINI_GPT2_DIR)
     return GPT2Config(n_layer=4, n_embd=128, n_head=4, n_positions=256, vocab_size=4096)
-
-
-def trainable(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def parameter_counts(config: GPT2Config) -> dict[str, int]:

@@ -1,14 +1,14 @@
 """minipeft: prefix-tuning and LoRA built from scratch, for the course notebooks.
 
 The two methods the course writes by hand are importable from the top level; the helpers around them
-live in one module per idea (``data``, ``train``, ``metrics``, ``memory``, ``rank``, ``forgetting``, ...).
+live in one module per idea (``data``, ``train``, ``metrics``, ``params``, ``memory``, ``rank``, ``forgetting``, ...).
 """
 
 from .base_model import gpt2_tokenizer, load_base_model, load_mini_gpt2
 from .lora import LoRALayer, apply_lora, disable_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
 from .lora_files import load_lora, save_lora
-from .memory import print_trainable_parameters
 from .notebook import setup_notebook
+from .params import print_trainable_parameters
 from .prefix import PrefixTuningModel, PromptTuningModel
 from .profiles import PROFILES, Profile, get_device, get_profile
 from .seeding import seed_everything

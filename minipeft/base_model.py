@@ -33,6 +33,7 @@ from transformers import (
 )
 
 from .families import model_family
+from .params import count_parameters
 from .paths import MINI_GPT2_DIR
 from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, model_folder
 
@@ -179,7 +180,7 @@ def describe_base_model(model: PreTrainedModel) -> str:
             standin = json.loads((Path(name) / STANDIN_FILE).read_text())
             origin = (f"a STAND-IN for {standin['standin_for']} in {name}: its exact shapes and real tokenizer with "
                       f"RANDOM weights (seed {standin['seed']}), so nothing it writes or scores means anything")
-    n = sum(p.numel() for p in model.parameters())
+    n = count_parameters(model)
     return f"Base model: {name} ({n / 1e6:.1f}M parameters, {model.config.model_type}), {origin}."
 
 

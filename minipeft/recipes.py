@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .families import model_family
+from .memory import PeakEstimate, training_peak
+from .params import gpt2_config, gpt2_parameter_count, lora_parameter_count, prefix_parameter_count
+from .profiles import PROFILES
 
 METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")
 
@@ -71,3 +74,19 @@ def lora_targets(model: nn.Module, which: str = "qv") -> dict:
     if which not in options:
         raise ValueError(f"Unknown LoRA targets {which!r}: use one of {sorted(options)}.")
     return dict(options[which])
+
+
+def notebook05_gpu_peaks() -> list[PeakEstimate]:
+    """The estimated T4 peak of notebook 05's three training runs in the ``gpu`` profile: GPT-2 small at the
+    profile's batch size and sequence length, each method sized by its recipe, the untuned model kept beside it."""
+    gpu = PROFILES["gpu"]
+    cfg, recipe = gpt2_config(gpu.base_model), RECIPES[gpu.base_model]
+    n, sizes = gpt2_parameter_count(cfg), dict(batch_size=gpu.batch_size, seq_len=gpu.seq_len, kept_models=1)
+    r, targets = recipe.lora["r"], ("q", "v") if recipe.lora.get("qv_only") else tuple(recipe.lora["targets"])
+    return [
+        training_peak(cfg, n, 0, label="notebook 05, full fine-tuning", **sizes),
+        training_peak(cfg, prefix_parameter_count(cfg, recipe.prefix_len, recipe.mlp_hidden), n,
+                      label=f"notebook 05, prefix-tuning (P={recipe.prefix_len}, MLP {recipe.mlp_hidden})", **sizes),
+        training_peak(cfg, lora_parameter_count(cfg, r, targets), n,
+                      label=f"notebook 05, LoRA ({', '.join(targets)}, r={r})", **sizes),
+    ]

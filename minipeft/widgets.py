@@ -3,8 +3,8 @@
     calc = MemoryCalculator()
     calc.ui            # show it in JupyterLab / Colab
 
-Every number comes from :mod:`minipeft.memory`. The figure is drawn with matplotlib's Agg canvas and
-shown as a PNG in an ``Image`` widget, so it works with any notebook front end and can be driven from
+Every number comes from :mod:`minipeft.params` and :mod:`minipeft.memory`. The figure is drawn with matplotlib's
+Agg canvas and shown as a PNG in an ``Image`` widget, so it works with any notebook front end and can be driven from
 a test: set ``calc.model.value = ...`` and read ``calc.totals``, ``calc.summary.value`` or ``calc.ax``.
 """
 
@@ -16,7 +16,8 @@ import ipywidgets as widgets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .memory import GB, GPUS, PRECISIONS, ModelSize, method_memory, model_sizes
+from .memory import GB, GPUS, PRECISIONS, method_memory
+from .params import ModelSize, model_sizes
 
 PART_COLOURS = {"weights": "tab:blue", "gradients": "tab:orange", "fp32 master weights": "tab:purple",
                 "AdamW moments": "tab:red"}

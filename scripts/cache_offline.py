@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
 from minipeft.base_model import hub_offline, hub_reachable, load_hub_model  # noqa: E402
 from minipeft.corpus import SDIST, load_works  # noqa: E402
 from minipeft.data import E2E_HUB_ID, SPLITS, load_e2e  # noqa: E402
+from minipeft.params import count_parameters  # noqa: E402
 from minipeft.paths import CACHE_DIR  # noqa: E402
 
 CHECK_COMMAND = "make cache-check"  # what the instructors' guide tells you to run on each machine, too
@@ -59,7 +60,7 @@ def check_offline(models: list[str], e2e: bool = True) -> int:
     for name in models:
         try:
             model, _ = load_hub_model(name, local_files_only=True)
-            print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters, loads offline")
+            print(f"{name}: {count_parameters(model):,} parameters, loads offline")
         except OSError:
             missing.append(f"{name}: not in the Hugging Face cache")
     for split in SPLITS if e2e else ():
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name in args.models:
         model, _ = load_hub_model(name)
-        print(f"{name}: downloaded ({sum(p.numel() for p in model.parameters()):,} parameters)")
+        print(f"{name}: downloaded ({count_parameters(model):,} parameters)")
     if not args.no_e2e:
         for split in SPLITS:
             print(f"E2E ({E2E_HUB_ID}) {split}: {len(load_e2e(split)):,} pairs cached")

@@ -56,7 +56,8 @@ def forgetting_setting(method: str) -> None:
     from minipeft.base_model import context_length, load_base_model
     from minipeft.data import load_restaurant, make_loader
     from minipeft.forgetting import Setting, general_text, learning_rate, run_setting, text_blocks
-    from minipeft.memory import GB, gpt2_config, gpt2_parameter_count, lora_parameter_count, training_peak
+    from minipeft.memory import GB, training_peak
+    from minipeft.params import gpt2_config, gpt2_parameter_count, lora_parameter_count
     from minipeft.profiles import get_profile
 
     profile = get_profile("gpu")

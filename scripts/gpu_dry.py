@@ -15,9 +15,10 @@
 3. ``scripts/replicate_paper.py`` on the ``gpt2-medium`` stand-in: one step of each method, two test MRs.
 
 Prints each notebook's wall time, its kernel's CPU time and peak memory (the resident memory of the kernel, in
-fp32 on the CPU; beside notebooks 05 and 06, the estimated peak on a T4 from :func:`minipeft.memory.gpu_profile_peaks`),
-then a table, also written to ``artifacts/gpu-dry/summary.md``. Exits 1 if anything failed. Not part of
-``make test``: on 2 CPU cores it takes a long time (docs/instructors.md). A dry run's numbers are not results.
+fp32 on the CPU; beside notebooks 05 and 06, the estimated peak on a T4 from
+:func:`minipeft.recipes.notebook05_gpu_peaks` and :func:`minipeft.forgetting.notebook06_gpu_peaks`), then a table,
+also written to ``artifacts/gpu-dry/summary.md``. Exits 1 if anything failed. Not part of ``make test``: on 2 CPU
+cores it takes a long time (docs/instructors.md). A dry run's numbers are not results.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's minipeft, installed or not
 
 from minipeft.data import E2E_FILES  # noqa: E402
-from minipeft.memory import GB, gpu_profile_peaks  # noqa: E402
+from minipeft.forgetting import notebook06_gpu_peaks  # noqa: E402
+from minipeft.memory import GB  # noqa: E402
+from minipeft.recipes import notebook05_gpu_peaks  # noqa: E402
 from minipeft.standin import STANDIN_DIR, is_standin, write_standin  # noqa: E402
 
 OUT = ROOT / "artifacts" / "gpu-dry"
@@ -111,7 +114,7 @@ def e2e_folder() -> Path | None:
 def run_all(names: list[str], timeout: int) -> list[dict]:
     """Execute the notebooks in the dry-run environment, one row of measurements each."""
     run_notebook = _run_notebooks().run_notebook
-    peaks = gpu_profile_peaks()
+    peaks = notebook05_gpu_peaks() + notebook06_gpu_peaks()
     estimates = {nb: max((p for p in peaks if p.label.startswith(f"notebook {nb}")), key=lambda p: p.total)
                  for nb in ("05", "06")}  # each notebook's highest training run
     paths = [ROOT / "notebooks" / n for n in names] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from minipeft import memory
+from minipeft import params
 from minipeft.checks import finite_float, positive_int, probability
 from minipeft.lora import LoRALayer, apply_lora
 from minipeft.prefix import PrefixTuningModel, PromptTuningModel
@@ -48,8 +48,8 @@ def test_probability():
             probability(bad, "dropout", "Use 0.1.", below_one=below_one)
 
 
-GPT2 = memory.gpt2_config("gpt2")
-GPT2_SMALL = memory.model_sizes()["GPT-2 small"]
+GPT2 = params.gpt2_config("gpt2")
+GPT2_SMALL = params.model_sizes()["GPT-2 small"]
 COUNT_ARGUMENTS = {  # every count argument of the package, by the call that takes it, with its name in the error
     "apply_lora r": (lambda n, tiny: apply_lora(tiny["gpt2"](), r=n, alpha=8), "LoRA rank r"),
     "LoRALayer r": (lambda n, tiny: LoRALayer(nn.Linear(4, 4), r=n, alpha=8), "LoRA rank r"),
@@ -57,13 +57,15 @@ COUNT_ARGUMENTS = {  # every count argument of the package, by the call that tak
     "PrefixTuningModel mlp_hidden": (lambda n, tiny: PrefixTuningModel(tiny["gpt2"](), 4, mlp_hidden=n),
                                      "mlp_hidden"),
     "PromptTuningModel prompt_len": (lambda n, tiny: PromptTuningModel(tiny["gpt2"](), n), "prompt_len"),
-    # these five took 2.5 and returned a fractional parameter count:
-    "lora_parameter_count r": (lambda n, tiny: memory.lora_parameter_count(GPT2, n), "LoRA rank r"),
-    "prefix_parameter_count length": (lambda n, tiny: memory.prefix_parameter_count(GPT2, n), "Prefix length"),
-    "prefix_parameter_count mlp_hidden": (lambda n, tiny: memory.prefix_parameter_count(GPT2, 10, n), "mlp_hidden"),
-    "prompt_parameter_count length": (lambda n, tiny: memory.prompt_parameter_count(GPT2, n), "Prompt length"),
+    # these took 2.5 and returned a fractional parameter count:
+    "lora_parameter_count r": (lambda n, tiny: params.lora_parameter_count(GPT2, n), "LoRA rank r"),
+    "prefix_parameter_count length": (lambda n, tiny: params.prefix_parameter_count(GPT2, n), "Prefix length"),
+    "prefix_parameter_count mlp_hidden": (lambda n, tiny: params.prefix_parameter_count(GPT2, 10, n), "mlp_hidden"),
+    "prompt_parameter_count length": (lambda n, tiny: params.prompt_parameter_count(GPT2, n), "Prompt length"),
     "ModelSize.lora_params r": (lambda n, tiny: GPT2_SMALL.lora_params(n), "LoRA rank r"),
     "ModelSize.prefix_params length": (lambda n, tiny: GPT2_SMALL.prefix_params(n), "Prefix length"),
+    "lora_matrix_count r": (lambda n, tiny: params.lora_matrix_count(n, [(4, 4)]), "LoRA rank r"),
+    "prefix_kv_count length": (lambda n, tiny: params.prefix_kv_count(2, n, 8), "Prefix length"),
 }
 
 

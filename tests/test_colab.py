@@ -257,7 +257,7 @@ def test_colab_check_fetches_every_badge_and_the_clone_address_and_names_what_is
 
 def test_on_colab_a_notebook_missing_another_notebooks_results_says_so_and_offers_the_quick_path(
         monkeypatch, tmp_path, capsys):
-    from minipeft.forgetting import load_results
+    from minipeft.results import load_results
 
     assert load_results("06_forgetting", "gpu", results_dir=tmp_path) is None
     assert capsys.readouterr().out == f"No saved results 06_forgetting.json in {tmp_path}: recomputing.\n"

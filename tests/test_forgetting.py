@@ -20,13 +20,11 @@ from minipeft.forgetting import (
     format_summary,
     general_perplexity,
     learning_rate,
-    load_results,
     plot_learn_forget,
     prefix_forgets_less,
     probe_texts,
     rate_checks,
     run_setting,
-    save_results,
     settings_for,
     summarize,
     text_blocks,
@@ -35,6 +33,7 @@ from minipeft.lora import apply_lora, disable_lora
 from minipeft.lora_files import save_lora
 from minipeft.multitask import AdapterBank
 from minipeft.recipes import RECIPES
+from minipeft.results import load_results, save_results
 from minipeft.train import train
 
 matplotlib.use("Agg")

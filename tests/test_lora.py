@@ -14,7 +14,7 @@ from transformers.pytorch_utils import Conv1D
 
 from minipeft.lora import LoRALayer, apply_lora, disable_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
 from minipeft.lora_files import load_lora, save_lora
-from minipeft.memory import count_parameters, print_trainable_parameters
+from minipeft.params import count_parameters, print_trainable_parameters
 
 peft = pytest.importorskip("peft")
 ALL_GPT2 = ["c_attn", "c_proj", "c_fc"]

@@ -1,64 +1,30 @@
-"""minipeft.memory: parameter counts against the models transformers builds, bytes against a real AdamW."""
+"""minipeft.memory: bytes of training state against a real AdamW, and the T4 peak estimates of notebooks 05 and 06."""
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, T5Config
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from minipeft.memory import (
     GB,
-    GPT2_SHAPES,
+    GPUS,
     PRECISIONS,
-    count_parameters,
-    flan_t5_xxl_config,
-    format_table,
     get_precision,
-    gpt2_config,
-    gpt2_parameter_count,
-    lora_parameter_count,
+    gpt2_activation_bytes,
     memory_table,
-    meta_parameter_count,
     method_memory,
+    training_memory,
+    training_peak,
+)
+from minipeft.params import (
+    count_parameters,
+    gpt2_config,
+    lora_parameter_count,
     model_sizes,
     prefix_parameter_count,
-    prompt_parameter_count,
-    t5_parameter_count,
-    training_memory,
 )
+from minipeft.tables import format_table
 
 TINY = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
-
-
-def test_gpt2_small_has_124_439_808_parameters_with_tied_embeddings():
-    cfg = gpt2_config("gpt2")
-    assert gpt2_parameter_count(cfg) == 124_439_808
-    assert meta_parameter_count(cfg) == 124_439_808
-
-
-@pytest.mark.parametrize("name", list(GPT2_SHAPES))
-def test_gpt2_formula_matches_the_model_transformers_builds(name):
-    cfg = gpt2_config(name)
-    assert (cfg.n_embd, cfg.n_layer, cfg.n_head) == GPT2_SHAPES[name]
-    assert (cfg.vocab_size, cfg.n_positions) == (50257, 1024)
-    assert gpt2_parameter_count(cfg) == meta_parameter_count(cfg)
-
-
-def test_gpt2_formula_on_an_odd_config_with_n_inner():
-    cfg = GPT2Config(n_layer=3, n_embd=48, n_head=4, n_inner=100, vocab_size=77, n_positions=33)
-    assert gpt2_parameter_count(cfg) == count_parameters(GPT2LMHeadModel(cfg))
-
-
-def test_flan_t5_xxl_is_11_1_billion_and_its_formula_matches_transformers():
-    cfg = flan_t5_xxl_config()
-    # transformers 5 always ties T5's lm_head to the embedding; the released checkpoint has its own head
-    assert t5_parameter_count(cfg, tied_head=True) == meta_parameter_count(cfg)
-    untied = t5_parameter_count(cfg)
-    assert untied - meta_parameter_count(cfg) == cfg.vocab_size * cfg.d_model
-    assert 11.1e9 < untied < 11.2e9
-
-
-def test_t5_formula_on_an_ungated_small_config():
-    cfg = T5Config(d_model=32, d_ff=48, d_kv=8, num_heads=3, num_layers=2, num_decoder_layers=3, vocab_size=50)
-    assert t5_parameter_count(cfg, tied_head=True) == meta_parameter_count(cfg)
 
 
 def test_fp32_adamw_is_16_bytes_per_parameter():
@@ -122,52 +88,6 @@ def test_accounting_matches_a_real_adamw_step_with_a_frozen_base():
     assert _measured_training_bytes(model) == training_memory(n_train, n_frozen, "fp32").total
 
 
-def test_lora_counts():
-    assert lora_parameter_count(gpt2_config("gpt2"), 8, ("c_attn",)) == 294_912  # see anchors.md
-    medium = gpt2_config("gpt2-medium")
-    assert lora_parameter_count(medium, 4, ("q", "v")) == 24 * 2 * 4 * (1024 + 1024)
-    small = gpt2_config("gpt2")
-    both = lora_parameter_count(small, 2, ("attn.c_proj", "mlp.c_proj"))
-    assert lora_parameter_count(small, 2, ("c_proj",)) == both
-
-
-@pytest.mark.parametrize("targets", [["c_attn"], ["c_proj"], ["c_fc"], ["c_attn", "c_proj", "c_fc"]])
-def test_lora_counts_match_peft(targets):
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(GPT2LMHeadModel(TINY), LoraConfig(r=4, target_modules=targets, fan_in_fan_out=True))
-    assert count_parameters(model, trainable_only=True) == lora_parameter_count(TINY, 4, tuple(targets))
-
-
-@pytest.mark.parametrize("projection", [False, True])
-def test_prefix_counts_match_peft(projection):
-    from peft import PrefixTuningConfig, get_peft_model
-
-    cfg = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, prefix_projection=projection,
-                             encoder_hidden_size=24)
-    model = get_peft_model(GPT2LMHeadModel(TINY), cfg)
-    expected = prefix_parameter_count(TINY, 5, mlp_hidden=24 if projection else None)
-    assert count_parameters(model, trainable_only=True) == expected
-    assert prefix_parameter_count(TINY, 5) == 2 * TINY.n_layer * 5 * TINY.n_embd
-
-
-def test_prompt_counts_match_peft():
-    from peft import PromptTuningConfig, get_peft_model
-
-    model = get_peft_model(GPT2LMHeadModel(TINY), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=7))
-    assert count_parameters(model, trainable_only=True) == prompt_parameter_count(TINY, 7)
-
-
-def test_model_sizes_agree_with_the_gpt2_functions():
-    sizes = model_sizes()
-    for hub_id in GPT2_SHAPES:
-        cfg = gpt2_config(hub_id)
-        size = next(s for s in sizes.values() if s.source.endswith(hub_id))
-        assert size.n_params == gpt2_parameter_count(cfg)
-        assert size.lora_params(4) == lora_parameter_count(cfg, 4, ("q", "v"))
-        assert size.prefix_params(10) == prefix_parameter_count(cfg, 10)
-    assert sizes["flan-t5-xxl (11B)"].n_params == t5_parameter_count(flan_t5_xxl_config())
-
 
 def test_method_memory():
     small = model_sizes()["GPT-2 small"]
@@ -196,29 +116,27 @@ def test_tables():
     assert "124,439,808" in text and "GPT-2 XL" in text
 
 
+
 def test_bad_input_names_the_fix():
-    with pytest.raises(ValueError, match="rank r must be a positive"):
-        lora_parameter_count(TINY, 0)
-    with pytest.raises(ValueError, match="Unknown LoRA target.*Valid: q, k, v"):
-        lora_parameter_count(TINY, 4, ("query",))
     with pytest.raises(ValueError, match="Unknown precision 'fp8'. Choose one of: fp32"):
         get_precision("fp8")
-    with pytest.raises(ValueError, match="Unknown GPT-2 size 'gpt3'"):
-        gpt2_config("gpt3")
-    with pytest.raises(ValueError, match="Prefix length must be a positive"):
-        prefix_parameter_count(TINY, 0)
-    with pytest.raises(ValueError, match="Prompt length must be a positive"):
-        prompt_parameter_count(TINY, -1)
     with pytest.raises(ValueError, match="must be >= 0"):
         training_memory(-1)
     with pytest.raises(ValueError, match="Unknown method 'adapter'. Choose one of: full, lora, prefix"):
         method_memory(model_sizes()["GPT-2 small"], "adapter")
 
 
+def gpu_profile_peaks():
+    """Notebook 05's estimates (from its recipe), then 06's (from its run plan), as docs/instructors.md lists them."""
+    from minipeft.forgetting import notebook06_gpu_peaks
+    from minipeft.recipes import notebook05_gpu_peaks
+
+    return notebook05_gpu_peaks() + notebook06_gpu_peaks()
+
+
 def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
     """The T4 figures in docs/instructors.md: every part by its arithmetic, for GPT-2 small at batch 8 x 128."""
     from minipeft.forgetting import settings_for
-    from minipeft.memory import GPUS, gpt2_activation_bytes, gpu_profile_peaks, training_peak
 
     cfg = gpt2_config("gpt2")
     n = 124_439_808
@@ -242,8 +160,6 @@ def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
 def test_instructors_guide_states_the_estimates_the_code_computes():
     from pathlib import Path
 
-    from minipeft.memory import gpu_profile_peaks
-
     guide = (Path(__file__).resolve().parents[1] / "docs" / "instructors.md").read_text()
     block = guide.split("<!-- gpu memory estimate:")[1].split("<!-- end of gpu memory estimate -->")[0]
     rows = [line for line in block.splitlines() if line.startswith("| notebook")]
@@ -252,3 +168,20 @@ def test_instructors_guide_states_the_estimates_the_code_computes():
     for row, peak in zip(rows, peaks):
         assert row.endswith(f"**{peak.total / GB:.2f}** |"), (row, peak.label)
         assert [f"{v / GB:.2f}" for v in peak.parts.values()] == [cell.split()[0] for cell in row.split("|")[2:-2]]
+
+
+def test_notebook05_estimate_sizes_each_method_by_the_gpt2_recipe(monkeypatch):
+    """Notebook 05's LoRA rank and prefix length come from RECIPES["gpt2"], not from numbers of their own."""
+    from dataclasses import replace
+
+    from minipeft import recipes
+
+    cfg, n = gpt2_config("gpt2"), 124_439_808
+    recipe = recipes.RECIPES["gpt2"]
+    monkeypatch.setitem(recipes.RECIPES, "gpt2", replace(recipe, lora={**recipe.lora, "r": 8}, prefix_len=5,
+                                                         mlp_hidden=64))
+    full, prefix, lora = recipes.notebook05_gpu_peaks()
+    assert prefix.parts["fp32 gradients"] == 4 * prefix_parameter_count(cfg, 5, 64)
+    assert lora.parts["fp32 gradients"] == 4 * lora_parameter_count(cfg, 8, ("q", "v"))
+    assert (prefix.label, lora.label) == ("notebook 05, prefix-tuning (P=5, MLP 64)", "notebook 05, LoRA (q, v, r=8)")
+    assert full.parts["fp32 gradients"] == 4 * n

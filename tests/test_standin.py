@@ -12,7 +12,7 @@ from transformers import GPT2Config
 from minipeft import standin
 from minipeft.base_model import STANDIN_FILE, load_base_model
 from minipeft.forgetting import Setting, learning_rate
-from minipeft.memory import gpt2_parameter_count, meta_parameter_count
+from minipeft.params import gpt2_parameter_count, meta_parameter_count
 from minipeft.recipes import RECIPES, recipe_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,10 @@ from conftest import make_tiny_gpt2
 from transformers import GPT2LMHeadModel
 
 from minipeft.data import load_restaurant, make_loader
-from minipeft.memory import count_parameters
+from minipeft.decode import generate_texts
+from minipeft.params import count_parameters
 from minipeft.pretrain import copy_loss, heldout_perplexity
-from minipeft.train import History, autocast_dtype, evaluate_loss, evaluating, generate_texts, train
+from minipeft.train import History, autocast_dtype, evaluate_loss, evaluating, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from minipeft.memory import GB, method_memory, model_sizes  # noqa: E402
+from minipeft.memory import GB, method_memory  # noqa: E402
+from minipeft.params import model_sizes  # noqa: E402
 from minipeft.widgets import MemoryCalculator  # noqa: E402
 
 PNG = b"\x89PNG"

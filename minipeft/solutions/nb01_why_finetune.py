@@ -8,7 +8,7 @@ from ..exercises import solution
 @solution("01.1")
 def lora_qv_fraction(cfg, r: int) -> float:
     """Fraction of GPT-2's parameters trained by LoRA at rank r on q and v (each n_embd x n_embd)."""
-    from minipeft.memory import gpt2_parameter_count
+    from minipeft.params import gpt2_parameter_count
 
     d = cfg.n_embd
     per_matrix = r * (d + d)  # A: r x d_in, B: d_out x r

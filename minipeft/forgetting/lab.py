@@ -1,0 +1,313 @@
+"""The forgetting lab: every method at several learning rates and seeds, one JSON file per run.
+
+Each run trains one method at one rate from one seed (its own data order and its own initialisation) on the
+restaurant task, then measures what the field measures:
+
+- **learning**: validation cross-entropy on the task (``task_loss``) and the slot error rate of its sentences;
+- **forgetting**: the rise of mean cross-entropy, in nats per token, on general text, adapter on (:data:`TEXTS`):
+  modern English prose (the Python reference documentation that ships inside CPython, ``pydoc_data.topics``: a
+  register a web-trained model knows, present offline on every machine that runs the course) and, as a second,
+  older register, the held-out Shakespeare;
+- **controls**: the base model back exactly with the adapter off (``off_max_abs_logit_diff``);
+- **weight space** (full fine-tuning and LoRA, on every layer's query and value projections, the matrices both
+  change): ``||dW||_F / ||W0||_F``, the effective rank of dW, and Shuttleworth et al.'s intruder dimensions.
+
+LoRA's alpha follows rsLoRA (Kalajdzievski 2023): ``alpha = ALPHA_RS * sqrt(r)``, so the update is scaled by
+``alpha / r = ALPHA_RS / sqrt(r)``. With Hu et al.'s fixed alpha the scale ``alpha / r`` shrinks 64-fold from r=1 to
+r=64 and a rank comparison becomes a learning-rate comparison in disguise; rsLoRA shows ``1 / sqrt(r)`` keeps the
+update's size stable across ranks, so one rate grid serves every rank. ``ALPHA_RS = 8 * sqrt(2)`` gives r=2 the
+course recipe's scale (alpha 16 at r=2: 8).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+
+from ..data import load_restaurant, make_loader, prompt_text
+from ..decode import generate_texts
+from ..lora import apply_lora, disable_lora, lora_layers
+from ..metrics import slot_error_rate
+from ..notebook import seed_everything
+from ..paths import REPO_ROOT
+from ..prefix import PrefixTuningModel
+from ..rank import effective_rank
+from ..recipes import lora_targets
+from ..train import evaluate_loss, train
+from .general import text_blocks
+
+LAB_DIR = REPO_ROOT / "results" / "forgetting-lab"
+ALPHA_RS = 8 * math.sqrt(2)
+STEPS, BATCH, N_VAL, N_MRS, MAX_NEW_TOKENS = 60, 8, 64, 32, 40
+BLOCK_LEN = 256
+TEXTS = {"english": 80, "shakespeare": 16}  # blocks of BLOCK_LEN tokens: 20,480 and 4,096 tokens
+INTRUDER_TOP_K, INTRUDER_EPS = 10, 0.5  # Shuttleworth et al. 2024: top-k singular vectors, cosine threshold
+PROMPT = "Write one sentence about the restaurant below.\n"  # the prompt control's instruction
+
+# Four rates a half-decade apart (31.6x) per method, around each method's best rate from scripts/lr_check.py.
+RATES = {"full": (3.16e-5, 1e-4, 3.16e-4, 1e-3), "prefix": (3.16e-4, 1e-3, 3.16e-3, 1e-2),
+         "lora": (1e-3, 3.16e-3, 1e-2, 3.16e-2)}
+MAIN_SEEDS, RANK_SEEDS = range(5), range(3)
+RANK_SETTINGS = ((1, "qv"), (64, "qv"), (1, "all"), (8, "all"), (64, "all"))  # r=8 q,v is the main grid's LoRA
+RANK_RATES = (3.16e-3, 1e-2)
+
+
+@dataclass(frozen=True)
+class LabRun:
+    """One run: a method (``full``, ``lora``, ``prefix``) with its size, at one rate, from one seed."""
+
+    method: str
+    lr: float
+    seed: int
+    r: int | None = None  # LoRA only
+    targets: str | None = None  # LoRA only: "qv" or "all"
+    length: int | None = None  # prefix only (P, with the MLP reparameterisation of width 512)
+    steps: int = STEPS
+
+    @property
+    def alpha(self) -> float | None:
+        return ALPHA_RS * math.sqrt(self.r) if self.method == "lora" else None
+
+    @property
+    def name(self) -> str:
+        size = {"full": "", "lora": f"-r{self.r}-{self.targets}", "prefix": f"-p{self.length}"}[self.method]
+        return f"{self.method}{size}-lr{self.lr:.3g}-seed{self.seed}-steps{self.steps}"
+
+    def build(self, base: nn.Module) -> nn.Module:
+        """The model to train, on a copy of ``base``; the adapter's initial draw comes from this run's seed."""
+        seed_everything(self.seed)
+        model = copy.deepcopy(base)
+        if self.method == "full":
+            return model.requires_grad_(True)
+        if self.method == "lora":
+            return apply_lora(model, r=self.r, alpha=self.alpha, **lora_targets(model, self.targets))
+        return PrefixTuningModel(model, prefix_len=self.length, mlp_hidden=512)
+
+
+def main_grid() -> list[LabRun]:
+    """3 methods x 4 rates x 5 seeds, seed by seed (an unfinished sweep still has whole frontiers)."""
+    size = {"full": {}, "lora": {"r": 8, "targets": "qv"}, "prefix": {"length": 10}}
+    return [LabRun(m, lr, seed, **size[m]) for seed in MAIN_SEEDS for m in RATES for lr in RATES[m]]
+
+
+def rank_grid() -> list[LabRun]:
+    """LoRA at ranks 1, 8, 64 on q,v and on every projection, two rates, 3 seeds."""
+    return [LabRun("lora", lr, seed, r=r, targets=t) for seed in RANK_SEEDS for r, t in RANK_SETTINGS
+            for lr in RANK_RATES]
+
+
+# ----------------------------------------------------------------------------- what a run measures
+def general_blocks(tokenizer) -> dict[str, torch.Tensor]:
+    """The general texts of :data:`TEXTS` as token blocks."""
+    from pydoc_data.topics import topics
+
+    from ..corpus import heldout_text
+
+    texts = {"english": "\n\n".join(topics[k] for k in sorted(topics)), "shakespeare": heldout_text()}
+    return {name: text_blocks(texts[name], tokenizer, BLOCK_LEN, n) for name, n in TEXTS.items()}
+
+
+def mean_nats(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean next-token cross-entropy (nats per token) of ``model`` over ``blocks``."""
+    batches = ({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+               for ids in blocks.split(batch_size))
+    return evaluate_loss(model, batches)
+
+
+def prompted_nats(model: nn.Module, tokenizer, blocks: torch.Tensor, mrs: list[str]) -> float:
+    """The prompt control: mean cross-entropy on the same tokens as :func:`mean_nats`, each block preceded by
+    :data:`PROMPT` and an MR (the first block token, unscored without a prompt, stays unscored)."""
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for i, ids in enumerate(blocks):
+            prompt = torch.tensor(tokenizer(PROMPT + prompt_text(mrs[i % len(mrs)]))["input_ids"])
+            labels = torch.cat([torch.full((len(prompt) + 1,), -100), ids[1:]])
+            yield {"input_ids": torch.cat([prompt, ids])[None], "attention_mask": torch.ones(1, len(prompt) + len(ids),
+                   dtype=torch.long), "labels": labels[None]}
+    return evaluate_loss(model, batches())
+
+
+def qv_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every layer's query and value weight as the model uses it now (a LoRA update included), (out, in)."""
+    adapted = lora_layers(model)
+    out = {}
+    for name, module in model.named_modules():
+        if not name.endswith(("q_proj", "v_proj")):
+            continue
+        if name in adapted:
+            out[name] = (adapted[name].base.weight + adapted[name].delta_weight()).detach().float()
+        elif isinstance(module, nn.Linear):
+            out[name] = module.weight.detach().float()
+    return out
+
+
+def intruders(w0: torch.Tensor, w: torch.Tensor, k: int = INTRUDER_TOP_K, eps: float = INTRUDER_EPS) -> int:
+    """Shuttleworth et al.'s intruder dimensions: of ``w``'s top ``k`` left singular vectors, how many have cosine
+    similarity below ``eps`` with every left singular vector of ``w0``."""
+    u0 = torch.linalg.svd(w0.double(), full_matrices=False).U
+    u = torch.linalg.svd(w.double(), full_matrices=False).U[:, :k]
+    return int(((u0.T @ u).abs().max(dim=0).values < eps).sum())
+
+
+def weight_view(base: nn.Module, model: nn.Module) -> dict[str, float]:
+    """``dw_rel_norm``, mean ``dw_effective_rank`` and summed ``intruders`` over the query and value weights."""
+    before, after = qv_weights(base), qv_weights(model)
+    if after.keys() != before.keys():
+        raise RuntimeError(f"query/value weights differ in name: {sorted(after.keys() ^ before.keys())[:3]}")
+    deltas = {n: after[n] - before[n] for n in before}
+    norm = math.sqrt(sum(d.square().sum().item() for d in deltas.values()))
+    return {"dw_rel_norm": norm / math.sqrt(sum(w.square().sum().item() for w in before.values())),
+            "dw_effective_rank": sum(effective_rank(d) for d in deltas.values()) / len(deltas),
+            "intruders": sum(intruders(before[n], after[n]) for n in before)}
+
+
+def adapter_off_diff(base: nn.Module, model: nn.Module, ids: torch.Tensor, method: str) -> float | None:
+    """Max |logit difference| from the base model with the adapter switched off (None for full fine-tuning)."""
+    if method == "full":
+        return None
+    with torch.no_grad():
+        reference = base(ids).logits
+        if method == "lora":
+            with disable_lora(model):
+                return (model(ids).logits - reference).abs().max().item()
+        return (model.base(ids).logits - reference).abs().max().item()
+
+
+def code_version() -> dict:
+    """The commit this process runs, and whether ``minipeft/`` differed from it: read once, when a sweep starts, so
+    a file written later still names the code that made it, whatever was committed meanwhile."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "minipeft"))}
+
+
+def provenance(code: dict, wall_seconds: float) -> dict:
+    """Where and when a result was made: the code (:func:`code_version`), machine, versions, date, wall seconds."""
+    return {**code, "machine": f"{platform.machine()} {platform.processor() or platform.node()}, {os.cpu_count()} "
+                               f"cores, {torch.get_num_threads()} torch threads",
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_seconds": round(wall_seconds, 1)}
+
+
+@dataclass
+class LabContext:
+    """What every run shares: the base model, its tokenizer, the task data and the general texts."""
+
+    base: nn.Module
+    tokenizer: object
+    base_name: str
+    train_pairs: list
+    val_loader: object
+    mrs: list[str]
+    blocks: dict[str, torch.Tensor]
+    before: dict[str, float]
+    code: dict
+
+    @classmethod
+    def create(cls, base: nn.Module, tokenizer, base_name: str, profile) -> LabContext:
+        val = load_restaurant("validation", profile)[:N_VAL]
+        mrs = list(dict.fromkeys(mr for mr, _ in load_restaurant("test", profile)))[:N_MRS]
+        blocks = general_blocks(tokenizer)
+        before = {name: mean_nats(base, b) for name, b in blocks.items()}
+        val_loader = make_loader(val, tokenizer, BATCH, 512, shuffle=False, drop_long=True)
+        return cls(base, tokenizer, base_name, load_restaurant("train", profile), val_loader, mrs, blocks, before,
+                   code_version())
+
+
+def run_path(run: LabRun, lab_dir: Path = LAB_DIR) -> Path:
+    return lab_dir / f"{run.name}.json"
+
+
+def measure(run: LabRun, ctx: LabContext) -> dict:
+    """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
+    start = time.perf_counter()
+    loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, 512, seed=run.seed, drop_long=True)
+    model = run.build(ctx.base)
+    history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
+                    progress=False)
+    after = {name: mean_nats(model, b) for name, b in ctx.blocks.items()}
+    texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+    record = {**asdict(run), "alpha": run.alpha, "base_model": ctx.base_name,
+              "task_loss": evaluate_loss(model, ctx.val_loader), "final_train_loss": history.train_loss[-1],
+              "ser": slot_error_rate(ctx.mrs, texts), "sample": texts[0],
+              "general_nats_before": ctx.before, "general_nats_after": after,
+              "off_max_abs_logit_diff": adapter_off_diff(ctx.base, model, ctx.blocks["english"][:2], run.method)}
+    if run.method != "prefix":
+        record.update(weight_view(ctx.base, model))
+    record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
+    return record
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write ``record`` whole or not at all (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def load_runs(lab_dir: Path = LAB_DIR) -> list[dict]:
+    """Every finished run's record, sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(lab_dir).glob("*-seed*.json"))]
+
+
+def sweep(runs: list[LabRun], ctx: LabContext, lab_dir: Path = LAB_DIR, max_runs: int | None = None) -> list[Path]:
+    """Measure every run of ``runs`` whose file is not in ``lab_dir`` yet (at most ``max_runs``), one file each."""
+    todo = [run for run in runs if not run_path(run, lab_dir).is_file()][:max_runs]
+    written = []
+    for i, run in enumerate(todo, 1):
+        record = measure(run, ctx)
+        write_json(run_path(run, lab_dir), record)
+        written.append(run_path(run, lab_dir))
+        forgot = record["general_nats_after"]["english"] - record["general_nats_before"]["english"]
+        print(f"[{i}/{len(todo)}] {run.name}: task loss {record['task_loss']:.3f}, SER {record['ser']:.1%}, "
+              f"forgetting {forgot:+.3f} nats (English), {record['provenance']['wall_seconds']:.0f} s", flush=True)
+    return written
+
+
+def prompt_control(ctx: LabContext, lab_dir: Path = LAB_DIR) -> dict:
+    """The prompt control, measured once: the base model's cross-entropy on the general texts with :data:`PROMPT`
+    and an MR in front of each block, against the same tokens without them."""
+    start = time.perf_counter()
+    record = {"prompt": PROMPT, "base_model": ctx.base_name, "general_nats_before": ctx.before,
+              "general_nats_prompted": {name: prompted_nats(ctx.base, ctx.tokenizer, b, ctx.mrs)
+                                        for name, b in ctx.blocks.items()}}
+    record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
+    write_json(Path(lab_dir) / "control-prompt.json", record)
+    return record
+
+
+GRIDS = {"main": main_grid, "rank": rank_grid}
+
+
+def run_sweep(grids: tuple[str, ...] = ("main", "rank"), max_runs: int | None = None, lab_dir: Path = LAB_DIR,
+              control: bool = True) -> list[Path]:
+    """The lab on SmolLM2-135M (the ``cpu`` profile's model): the prompt control once, then every missing run."""
+    from ..base_model import load_base_model
+
+    unknown = [g for g in grids if g not in GRIDS]
+    if unknown:
+        raise ValueError(f"Unknown grid(s) {unknown}: choose from {sorted(GRIDS)}.")
+    runs = [run for g in grids for run in GRIDS[g]()]
+    missing = [run for run in runs if not run_path(run, lab_dir).is_file()]
+    print(f"forgetting lab: {len(runs) - len(missing)} of {len(runs)} runs in {lab_dir}; "
+          f"{min(len(missing), max_runs or len(missing))} to do now", flush=True)
+    if not missing and not (control and not (Path(lab_dir) / "control-prompt.json").is_file()):
+        return []
+    base, tokenizer = load_base_model("cpu")
+    ctx = LabContext.create(base, tokenizer, "smollm2-135m", "cpu")
+    if control and not (Path(lab_dir) / "control-prompt.json").is_file():
+        prompt_control(ctx, lab_dir)
+    return sweep(runs, ctx, lab_dir, max_runs)
