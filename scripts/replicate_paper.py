@@ -67,11 +67,12 @@ from minipeft.decode import generate_texts  # noqa: E402
 from minipeft.lora import apply_lora  # noqa: E402
 from minipeft.lora_files import save_lora  # noqa: E402
 from minipeft.metrics import bleu, rouge_l, slot_error_rate  # noqa: E402
-from minipeft.notebook import quiet, seed_everything  # noqa: E402
+from minipeft.notebook import quiet  # noqa: E402
 from minipeft.params import count_parameters  # noqa: E402
 from minipeft.prefix import PrefixTuningModel  # noqa: E402
 from minipeft.profiles import model_folder  # noqa: E402
 from minipeft.recipes import RECIPES as MODEL_RECIPES  # noqa: E402
+from minipeft.seeding import seed_everything  # noqa: E402
 from minipeft.train import train  # noqa: E402
 
 # What each method adapts comes from the course's one recipe table: GPT-2's entry is the LoRA paper's q-and-v

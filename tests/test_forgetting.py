@@ -70,8 +70,13 @@ def test_text_blocks_are_even_windows_of_the_text(tokenizer):
     assert blocks[-1].tolist() == ids[last:last + 16]  # and the last one is the last full window
     with pytest.raises(ValueError, match="only .* blocks"):
         text_blocks(TEXT, tokenizer, block_len=16, n_blocks=10_000)
-    with pytest.raises(ValueError, match="block_len >= 2"):
+    with pytest.raises(ValueError, match="block_len must be at least 2"):
         text_blocks(TEXT, tokenizer, block_len=1, n_blocks=1)
+    for bad in (2.5, True, 0):  # 2.5 used to pass the check
+        with pytest.raises(ValueError, match=f"block_len must be a positive integer, got {bad!r}"):
+            text_blocks(TEXT, tokenizer, block_len=bad, n_blocks=1)
+        with pytest.raises(ValueError, match=f"n_blocks must be a positive integer, got {bad!r}"):
+            text_blocks(TEXT, tokenizer, block_len=16, n_blocks=bad)
 
 
 def test_perplexity_of_a_model_that_knows_nothing_is_the_vocabulary_size(tokenizer):
@@ -109,9 +114,8 @@ def test_learning_rates_are_the_recipes_of_notebook_05():
 
 
 def test_learning_rates_follow_the_model_loaded_not_the_profiles_name(tiny):
-    """Notebooks 06 and 07 passed `profile.base_model`: in the gpu profile that is "gpt2" even when the Hub is
-    unreachable and SmolLM2 was loaded instead (GPT-2's rates on SmolLM2), and a folder's path (a stand-in) is in
-    no table. The loaded model finds its recipe by name, else by family."""
+    """Notebooks 06 and 07 passed `profile.base_model`, which names what was asked for, not what was loaded: a
+    folder's path (a stand-in) is in no table. The loaded model finds its recipe by name, else by family."""
     smollm2 = tiny["llama"]()
     smollm2.name_or_path = "smollm2-135m"
     standin = tiny["gpt2"]()
@@ -132,8 +136,8 @@ def test_settings_validate_and_label_themselves():
     assert {s.method for s in settings_for("ci")} == {"full", "lora", "prefix"}
     slower, faster = Setting("lora", r=16, lr_scale=1 / 3), Setting("full", lr_scale=3)
     assert (slower.name, slower.label, faster.label) == ("LoRA r=16 (qv)", "LoRA r=16 (qv) lr/3", "full FT lr x3")
-    for scale in (0, -1):
-        with pytest.raises(ValueError, match=f"lr_scale must be a positive number, not {scale}"):
+    for scale in (0, -1, float("inf"), float("nan"), "3"):  # inf, nan and "3" used to pass or fail later
+        with pytest.raises(ValueError, match=f"lr_scale must be a finite number > 0, got {scale!r}"):
             Setting("full", lr_scale=scale)
 
 

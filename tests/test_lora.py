@@ -212,8 +212,8 @@ def test_load_needs_the_files_and_a_base_model(tmp_path, tiny_gpt2):
     (dict(r=0), ValueError, "rank r must be a positive integer"),
     (dict(r=-2), ValueError, "rank r must be a positive integer"),
     (dict(r=2.5), ValueError, "rank r must be a positive integer"),
-    (dict(alpha=0), ValueError, "alpha must be > 0"),
-    (dict(alpha=-8), ValueError, "alpha must be > 0"),
+    (dict(alpha=0), ValueError, "alpha must be a finite number > 0"),
+    (dict(alpha=-8), ValueError, "alpha must be a finite number > 0"),
     (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(dropout=-0.1), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(targets=["q_proj"]), ValueError, r"No module of the model matches targets \['q_proj'\].*c_attn"),
@@ -231,6 +231,25 @@ def test_bad_input_is_refused_and_changes_nothing(kwargs, error, match, tiny_gpt
 def test_layer_checks_its_own_hyperparameters():
     with pytest.raises(ValueError, match="rank r must be a positive integer"):
         LoRALayer(nn.Linear(4, 4), r=0, alpha=1)
+    with pytest.raises(ValueError, match="rank r must be a positive integer, got 2.5"):
+        LoRALayer(nn.Linear(4, 4), r=2.5, alpha=1)
+
+
+@pytest.mark.parametrize("chunks, match", [
+    ((True, False, True), r"splits the output into 3 equal parts, but this layer has 8 outputs"),
+    ((True, False, True, False, True), r"into 5 equal parts, but this layer has 8 outputs"),
+    ((False, False), r"at least one True"),
+    ((), r"at least one True"),
+    ((1, 0), r"must be True/False flags"),
+])
+def test_layer_refuses_chunks_that_do_not_split_its_output(chunks, match):
+    """8 outputs in 3 chunks used to make chunks of 2 and leave the last 2 outputs out of every chunk, silently."""
+    layer = nn.Linear(4, 8)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        LoRALayer(layer, r=2, alpha=4, chunks=chunks)
+    assert all(torch.equal(v, before[k]) for k, v in layer.state_dict().items()) and layer.weight.requires_grad
+    assert LoRALayer(nn.Linear(4, 9), r=2, alpha=4, chunks=(True, False, True)).lora_B.shape == (6, 2)
 
 
 def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
@@ -246,13 +265,14 @@ def test_wrapping_twice_is_refused_and_changes_nothing(tiny_gpt2):
 # ---- refused calls change nothing; hyper-parameters; damaged files; peft options; 16-bit bases ------------------
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(r=True), ValueError, "rank r must be a positive integer, got r=True"),
-    (dict(alpha=float("inf")), ValueError, "alpha must be > 0 and finite, got alpha=inf.*Try alpha=2\\*r"),
-    (dict(alpha=float("nan")), ValueError, "alpha must be > 0 and finite, got alpha=nan"),
-    (dict(alpha=True), ValueError, "alpha must be > 0 and finite, got alpha=True"),
-    (dict(alpha="16"), ValueError, "alpha must be > 0 and finite, got alpha='16'"),
-    (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0, 1\), got dropout=nan"),
-    (dict(dropout=True), ValueError, r"dropout must be in \[0, 1\), got dropout=True"),
+    (dict(r=True), ValueError, "rank r must be a positive integer, got True"),
+    (dict(r="4"), ValueError, "rank r must be a positive integer, got '4'"),
+    (dict(alpha=float("inf")), ValueError, "alpha must be a finite number > 0, got inf.*try alpha=2\\*r"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be a finite number > 0, got nan"),
+    (dict(alpha=True), ValueError, "alpha must be a finite number > 0, got True"),
+    (dict(alpha="16"), ValueError, "alpha must be a finite number > 0, got '16'"),
+    (dict(dropout=float("nan")), ValueError, r"dropout must be in \[0, 1\), got nan"),
+    (dict(dropout=True), ValueError, r"dropout must be in \[0, 1\), got True"),
     (dict(qv_only="yes"), TypeError, "qv_only must be True or False, got 'yes'"),
     (dict(targets=[]), ValueError, "targets must name at least one module"),
     (dict(targets=["c_attn", 3]), TypeError, "targets must be module names .*got 3"),
@@ -314,6 +334,56 @@ def test_a_damaged_adapter_is_refused_in_one_line_naming_the_file(tmp_path, how,
     assert named in message and "\n" not in message and "save" in message.lower()
     assert err.value.__context__ is None or err.value.__suppress_context__  # no parser traceback above it
     assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("r", [2.5, 0, True, "2"])
+def test_a_saved_rank_that_is_not_a_positive_integer_is_refused(tmp_path, r, tiny_gpt2, snapshot):
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    ours = json.loads((tmp_path / "minipeft_adapter.json").read_text())
+    (tmp_path / "minipeft_adapter.json").write_text(json.dumps({**ours, "r": r}))
+    model = tiny_gpt2()
+    before = snapshot(model)
+    with pytest.raises(ValueError) as err:
+        load_lora(model, tmp_path)
+    assert str(err.value) == (f"The rank r of the adapter in {tmp_path} must be a positive integer, got {r!r}. "
+                              f"Save the adapter again with save_lora(model, folder).")
+    assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("stop", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_save_that_fails_half_way_leaves_the_previous_adapter_intact(tmp_path, stop, tiny_gpt2, monkeypatch):
+    """The files are written beside the folder and renamed into place: a full disk half-way through the weights,
+    or Ctrl-C, leaves the previous adapter byte for byte, and no temporary folder beside it."""
+    from minipeft import lora_files
+
+    folder = tmp_path / "adapter"
+    save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), folder)
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    def stopped_half_way(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        with open(filename, "r+b") as file:
+            file.truncate(file.seek(0, 2) // 2)
+        raise stop
+
+    newer = apply_lora(tiny_gpt2(seed=1), r=4, alpha=8)
+    monkeypatch.setattr(lora_files, "save_file", stopped_half_way)
+    with pytest.raises(type(stop)):
+        save_lora(newer, folder)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["adapter"]
+    monkeypatch.undo()
+    save_lora(newer, folder)  # a save that completes replaces the previous one, and leaves nothing beside it
+    assert [f.name for f in tmp_path.iterdir()] == ["adapter"]
+    assert json.loads((folder / "minipeft_adapter.json").read_text())["r"] == 4
+
+
+def test_a_save_into_a_folder_holding_other_files_is_refused_and_touches_nothing(tmp_path, tiny_gpt2):
+    """A save replaces the whole folder, so it refuses one that holds anything else (a user's notes, a checkpoint)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds \['notes.txt'\], not only the files this save writes"):
+        save_lora(apply_lora(tiny_gpt2(), r=2, alpha=4), tmp_path)
+    assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_loading_from_a_folder_with_no_adapter_names_what_to_do(tmp_path, tiny_gpt2):

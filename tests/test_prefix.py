@@ -4,11 +4,15 @@ Every check runs on GPT-2 and on a Llama-family model with grouped-query attenti
 key/value heads than query heads, rotary positions), the course's two kinds of base model.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
+from safetensors.torch import save_file
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
-from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
+from minipeft import prefix_files
+from minipeft.prefix import PrefixTuningModel, PromptTuningModel
 
 P = 5
 FAMILIES = ["gpt2", "llama"]
@@ -147,6 +151,30 @@ def test_save_load_round_trip(tmp_path, family, tiny):
                                    atol=0, rtol=0)
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_prefix_intact(tmp_path, tiny_gpt2, monkeypatch):
+    """The files are written beside the folder and renamed into place: a disk that fills up half-way through the
+    weights (or a kill) leaves the previous save byte for byte, and no temporary folder."""
+    folder = tmp_path / "prefix"
+    PrefixTuningModel(tiny_gpt2(), P).save(folder)
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    def disk_full_half_way(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        Path(filename).write_bytes(Path(filename).read_bytes()[: Path(filename).stat().st_size // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefix_files, "save_file", disk_full_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        PrefixTuningModel(tiny_gpt2(seed=1), P).save(folder)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    monkeypatch.undo()
+    newer = PrefixTuningModel(tiny_gpt2(seed=1), P)
+    newer.save(folder)  # a save that completes replaces the previous one, and leaves nothing beside it
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    assert torch.equal(PrefixTuningModel.load(tiny_gpt2(), folder).prefix, newer.prefix)
+
+
 @pytest.mark.parametrize(("other", "named"), [("gpt2", "n_layer: saved 2, model 3"),
                                               ("gpt2", "n_kv_head: saved 4, model 2"),
                                               ("llama", "n_kv_head: saved 4, model 2")])
@@ -176,40 +204,16 @@ def test_generic_training_step_moves_only_the_prefix(tiny_gpt2):
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in frozen.items())
 
 
-class CacheArgGPT2(GPT2LMHeadModel):
-    """GPT-2 as transformers >= 5.24 spells it: the cache comes in as ``cache=``."""
-
-    def forward(self, input_ids=None, cache=None, **kwargs):
-        self.seen = type(cache).__name__
-        return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
-
-
-def test_cache_argument_follows_the_model_signature(tiny_gpt2):
-    base = tiny_gpt2()
-    renamed = CacheArgGPT2(base.config).eval()
-    renamed.load_state_dict(base.state_dict())
-    assert cache_argument(base) == "past_key_values" and cache_argument(renamed) == "cache"
-    torch.manual_seed(8)
-    ours = PrefixTuningModel(base, P)
-    other = PrefixTuningModel(renamed, P)
-    other.prefix.data.copy_(ours.prefix)
-    ids, mask = padded_batch(101)
-    with torch.no_grad():
-        torch.testing.assert_close(other(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits,
-                                   atol=0, rtol=0)
-    assert renamed.seen == "DynamicCache"
-
-
 def test_bad_inputs_fail_clearly(tiny_gpt2):
     base = tiny_gpt2()
     for bad in (0, -3):
         with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
             PrefixTuningModel(base, bad)
-    with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
+    with pytest.raises(ValueError, match=r"prompt_len must be a positive integer"):
         PromptTuningModel(base, 0)
     neo = GPTNeoForCausalLM(GPTNeoConfig(num_layers=2, hidden_size=32, num_heads=4, attention_types=[[["global"], 2]],
                                          vocab_size=101))
-    with pytest.raises(TypeError, match=r"checked for gpt2, llama; got a 'gpt_neo' model"):
+    with pytest.raises(ValueError, match=r"PrefixTuningModel's base model is a 'gpt_neo' model, but .* GPT-2"):
         PrefixTuningModel(neo, P)
     model = PrefixTuningModel(base, P)
     with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
@@ -234,8 +238,9 @@ def test_bad_inputs_fail_clearly(tiny_gpt2):
 # ---- refused calls change nothing; hyper-parameters; damaged files; 16-bit base models -------------------------
 
 BAD_CALLS = [  # (keyword arguments, error, message): each refused before the base model is touched
-    (dict(prefix_len=True), ValueError, r"prefix_len must be a positive integer, got True"),
-    (dict(prefix_len=5.0), ValueError, r"prefix_len must be a positive integer, got 5.0"),
+    (dict(prefix_len=True), ValueError, r"(prefix|prompt)_len must be a positive integer, got True"),
+    (dict(prefix_len=5.0), ValueError, r"(prefix|prompt)_len must be a positive integer, got 5.0"),
+    (dict(prefix_len="5"), ValueError, r"(prefix|prompt)_len must be a positive integer, got '5'"),
     (dict(init_ids=torch.tensor([1, 2, 3])), ValueError, r"init_ids has 3 tokens; it needs at least \w+_len=5"),
     (dict(init_ids=torch.tensor([1, 2, 3, 4, 101])), ValueError,
      r"init_ids holds token id 101, outside this model's vocabulary \(0 to 100\).*this model's tokenizer"),

@@ -58,7 +58,7 @@ def test_prefix_logits_equal_peft(any_base, mlp_hidden):
     assert trainable(ours) == trainable(theirs)
     # and the silent bug is real: a mask of the T real tokens only gives other logits without any error
     with torch.no_grad():
-        short_mask = base(input_ids=ids, attention_mask=mask, **{ours.cache_arg: ours.fresh_cache(3)}).logits
+        short_mask = base(input_ids=ids, attention_mask=mask, past_key_values=ours.fresh_cache(3)).logits
     assert (short_mask - a.logits).abs().max() > 1e-3
 
 

@@ -116,8 +116,12 @@ def test_clear_errors(tokenizer, loaders):
     model = tiny_model(len(tokenizer)).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(model, loaders[0], steps=1, lr=1e-3, progress=False)
-    with pytest.raises(ValueError, match="steps must be at least 1"):
-        train(model, loaders[0], steps=0, lr=1e-3, progress=False)
+    for steps in (0, 2.5, "10"):  # 2.5 used to pass the check
+        with pytest.raises(ValueError, match=f"steps must be a positive integer, got {steps!r}"):
+            train(model, loaders[0], steps=steps, lr=1e-3, progress=False)
+    for lr in (0, -1e-3, float("nan"), "1e-3"):  # none was checked
+        with pytest.raises(ValueError, match=f"lr must be a finite number > 0, got {lr!r}"):
+            train(model, loaders[0], steps=1, lr=lr, progress=False)
 
 
 def test_history_plot(tokenizer, loaders):

@@ -41,11 +41,11 @@ from ..data import load_restaurant, make_loader, prompt_text
 from ..decode import generate_texts
 from ..lora import apply_lora, disable_lora, lora_layers
 from ..metrics import slot_error_rate
-from ..notebook import seed_everything
 from ..paths import REPO_ROOT
 from ..prefix import PrefixTuningModel
 from ..rank import effective_rank
 from ..recipes import lora_targets
+from ..seeding import seed_everything
 from ..train import evaluate_loss, train
 from .general import text_blocks
 
