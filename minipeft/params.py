@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
+from .checks import positive_int
+
 # (n_embd, n_layer, n_head) of the four released GPT-2 checkpoints; all share vocab 50257, n_positions 1024.
 GPT2_SHAPES: dict[str, tuple[int, int, int]] = {
     "gpt2": (768, 12, 12),
@@ -91,15 +93,13 @@ def t5_parameter_count(config: T5Config, tied_head: bool = False) -> int:
 # ----------------------------------------------------------------------------- what each method trains
 def lora_matrix_count(r: int, shapes: Iterable[tuple[int, int]]) -> int:
     """LoRA's parameters at rank ``r`` on matrices of shape ``(fan_in, fan_out)``: ``r * (fan_in + fan_out)`` each."""
-    if r <= 0:
-        raise ValueError(f"LoRA rank r must be a positive integer, got {r}. The paper uses r=4 on GPT-2.")
+    positive_int(r, "LoRA rank r", "The paper uses r=4 on GPT-2.")
     return sum(r * (fan_in + fan_out) for fan_in, fan_out in shapes)
 
 
 def prefix_kv_count(n_layers: int, length: int, d_model: int) -> int:
     """A stored prefix: one key and one value vector of width ``d_model`` per layer and prefix position."""
-    if length <= 0:
-        raise ValueError(f"Prefix length must be a positive integer, got {length}. Li & Liang use 10 on E2E.")
+    positive_int(length, "Prefix length", "Li & Liang use 10 on E2E.")
     return 2 * n_layers * length * d_model
 
 
@@ -135,6 +135,7 @@ def prefix_parameter_count(config: GPT2Config, length: int, mlp_hidden: int | No
     ``n_embd -> mlp_hidden -> 2 * n_layer * n_embd``; after training only the computed prefix is kept.
     """
     stored = prefix_kv_count(config.n_layer, length, config.n_embd)
+    positive_int(mlp_hidden, "mlp_hidden", "Li & Liang use 512, or None for no reparameterisation.", allow_none=True)
     if mlp_hidden is None:
         return stored
     d, kv = config.n_embd, stored // length  # kv: the keys and values of one prefix position, all layers
@@ -143,8 +144,7 @@ def prefix_parameter_count(config: GPT2Config, length: int, mlp_hidden: int | No
 
 def prompt_parameter_count(config: GPT2Config, length: int) -> int:
     """Trainable parameters of prompt tuning: ``length`` soft word embeddings of width ``n_embd``."""
-    if length <= 0:
-        raise ValueError(f"Prompt length must be a positive integer, got {length}.")
+    positive_int(length, "Prompt length", "Try 10.")
     return length * config.n_embd
 
 

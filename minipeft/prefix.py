@@ -26,44 +26,15 @@ passed), and the cache grows in place on every call (so each call builds a fresh
 
 from __future__ import annotations
 
-import inspect
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
-PREFIX_WEIGHTS = "prefix.safetensors"
-PREFIX_CONFIG = "prefix_config.json"
-
-
-def cache_argument(model: nn.Module) -> str:
-    """The keyword the model takes its attention cache under: ``cache`` (newer 5.x) or ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-SUPPORTED = ("gpt2", "llama")  # model types whose per-layer cache the tests check against peft
-
-
-def _is_count(value) -> bool:
-    """A positive ``int`` (``True`` is an ``int`` in Python, but never a length)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _check_base(base: nn.Module, prefix_len: int, what: str) -> None:
-    """Refuse, with the fix, what cannot carry a prefix: P <= 0, an untested model type, gradient checkpointing."""
-    if not _is_count(prefix_len):
-        raise ValueError(f"{what}: prefix_len must be a positive integer, got {prefix_len!r}. Try 10 (the paper's).")
-    kind = getattr(getattr(base, "config", None), "model_type", None)
-    if kind not in SUPPORTED:
-        raise TypeError(
-            f"{what} is written for decoder-only models with a per-layer key/value cache of shape "
-            f"[batch, kv_heads, P, head_dim] and checked for {', '.join(SUPPORTED)}; got a "
-            f"{kind or type(base).__name__!r} model. Load one of those, e.g. with minipeft.load_base_model()."
-        )
-    _refuse_checkpointing(base, what)
+from .checks import positive_int
+from .families import model_family
+from .prefix_files import read_prefix, write_prefix
 
 
 def _token_ids(ids, length: int, base: nn.Module, name: str) -> torch.Tensor:
@@ -112,7 +83,39 @@ def _freeze(base: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-class PrefixTuningModel(nn.Module):
+class VirtualTokens(nn.Module):
+    """What prefix-tuning and prompt tuning share: a frozen base model behind ``n_virtual`` learned positions.
+
+    They take ``n_virtual`` of the model's positions and need as many ones in front of every attention mask.
+    Checks the base model and the length (``length_name`` in messages); subclasses freeze the base last.
+    """
+
+    length_name = "prefix_len"
+
+    def __init__(self, base: PreTrainedModel, n_virtual: int) -> None:
+        super().__init__()
+        positive_int(n_virtual, self.length_name, "Try 10 (the paper's).")
+        model_family(base, f"{type(self).__name__}'s base model")
+        _refuse_checkpointing(base, type(self).__name__)
+        self.base, self.n_virtual = base, n_virtual
+
+    def extend_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, P + T]: P ones in front, so every token may attend to the learned positions."""
+        ones = attention_mask.new_ones(attention_mask.shape[0], self.n_virtual)
+        return torch.cat([ones, attention_mask], dim=1)
+
+    def check_length(self, total: int) -> None:
+        """Refuse ``total`` real tokens (input and new ones) that do not fit behind the learned positions."""
+        n_positions = self.base.config.max_position_embeddings  # GPT-2's n_positions
+        if self.n_virtual + total > n_positions:
+            raise ValueError(
+                f"{self.length_name} + sequence length = {self.n_virtual} + {total} > n_positions = {n_positions}: "
+                f"the model numbers real tokens from P on and has only {n_positions} positions. Use shorter inputs "
+                f"(or fewer new tokens) or a shorter {self.length_name.removesuffix('_len')}."
+            )
+
+
+class PrefixTuningModel(VirtualTokens):
     """A frozen GPT-2 (or Llama-family model) with a learned key/value prefix of length ``prefix_len`` in every layer.
 
     ``mlp_hidden`` (e.g. the paper's 512) trains the prefix through ``P = MLP(P')`` (more stable);
@@ -123,20 +126,14 @@ class PrefixTuningModel(nn.Module):
 
     def __init__(self, base: PreTrainedModel, prefix_len: int, mlp_hidden: int | None = None,
                  init_ids: torch.Tensor | None = None) -> None:
-        super().__init__()
-        _check_base(base, prefix_len, "PrefixTuningModel")
-        if mlp_hidden is not None and not _is_count(mlp_hidden):
-            raise ValueError(f"PrefixTuningModel: mlp_hidden must be a positive integer or None, got {mlp_hidden!r}. "
-                             f"Try 512 (the paper's), or None for a plain prefix.")
+        super().__init__(base, prefix_len)
+        positive_int(mlp_hidden, "mlp_hidden", "Try 512 (the paper's), or None for a plain prefix.", allow_none=True)
         if mlp_hidden is not None and init_ids is not None:
             raise ValueError("PrefixTuningModel: init_ids sets the prefix directly, so it needs mlp_hidden=None "
                              "(an MLP's output cannot be set to given activations).")
         ids = None if init_ids is None else _token_ids(init_ids, prefix_len, base, "prefix_len")
-        self.base = base
-        self.prefix_len = prefix_len
         self.n_layer, self.n_kv_head, self.head_dim = kv_shape(base.config)
         self.kv_dim = self.n_kv_head * self.head_dim  # GPT-2: n_embd; with grouped-query attention, less
-        self.cache_arg = cache_argument(base)
         kw = {"device": base.get_input_embeddings().weight.device, "dtype": _param_dtype(base)}
         n_out = self.n_layer * 2 * self.kv_dim  # one key and one value vector per layer, per prefix position
         if mlp_hidden is None:
@@ -149,6 +146,11 @@ class PrefixTuningModel(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(self.kv_dim, mlp_hidden), nn.Tanh(),
                                      nn.Linear(mlp_hidden, n_out)).to(**kw)
         _freeze(base)  # last: a refused call above leaves the user's model as it was
+
+    @property
+    def prefix_len(self) -> int:
+        """P, the number of prefix positions."""
+        return self.n_virtual
 
     @torch.no_grad()
     def activations_of(self, ids: torch.Tensor) -> torch.Tensor:
@@ -176,20 +178,6 @@ class PrefixTuningModel(nn.Module):
         """A new cache holding only the prefix; GPT-2 appends to it in place, so build one per call."""
         return DynamicCache(self.key_values(batch_size), config=self.base.config)
 
-    def extend_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T] -> [B, P + T]: P ones in front, so every token may attend to the prefix."""
-        ones = attention_mask.new_ones(attention_mask.shape[0], self.prefix_len)
-        return torch.cat([ones, attention_mask], dim=1)
-
-    def _check_length(self, total: int) -> None:
-        n_positions = self.base.config.max_position_embeddings  # GPT-2's n_positions
-        if self.prefix_len + total > n_positions:
-            raise ValueError(
-                f"prefix_len + sequence length = {self.prefix_len} + {total} > n_positions = {n_positions}: the "
-                f"model numbers real tokens from P on and has only {n_positions} positions. Use shorter inputs "
-                f"(or fewer new tokens) or a shorter prefix."
-            )
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
         """The output for ``input_ids`` behind the prefix: logits over the T real tokens, ``.loss`` with labels."""
@@ -197,11 +185,11 @@ class PrefixTuningModel(nn.Module):
         if "position_ids" in kwargs:
             raise ValueError("Do not pass position_ids: the model numbers the real tokens from P on by itself.")
         batch, length = input_ids.shape
-        self._check_length(length)
+        self.check_length(length)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        kwargs[self.cache_arg] = self.fresh_cache(batch)
-        return self.base(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask), labels=labels, **kwargs)
+        return self.base(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask), labels=labels,
+                         past_key_values=self.fresh_cache(batch), **kwargs)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
@@ -216,10 +204,10 @@ class PrefixTuningModel(nn.Module):
         new = kwargs.get("max_new_tokens") or config.max_new_tokens
         if new is None:
             raise ValueError("PrefixTuningModel.generate needs max_new_tokens (e.g. max_new_tokens=20).")
-        self._check_length(input_ids.shape[1] + new)
+        self.check_length(input_ids.shape[1] + new)
         copies = max(kwargs.get(k) or getattr(config, k, None) or 1 for k in ("num_beams", "num_return_sequences"))
-        kwargs[self.cache_arg] = self.fresh_cache(input_ids.shape[0] * copies)
-        return self.base.generate(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask), **kwargs)
+        return self.base.generate(input_ids=input_ids, attention_mask=self.extend_mask(attention_mask),
+                                  past_key_values=self.fresh_cache(input_ids.shape[0] * copies), **kwargs)
 
     @torch.no_grad()
     def fold(self) -> PrefixTuningModel:
@@ -235,93 +223,53 @@ class PrefixTuningModel(nn.Module):
                 "head_dim": self.head_dim}
 
     def save(self, folder: str | Path) -> Path:
-        """Save the folded prefix as ``prefix.safetensors`` + ``prefix_config.json`` in ``folder``."""
+        """Save the folded prefix in ``folder`` (:mod:`minipeft.prefix_files`), replacing a previous save at once."""
         if self.mlp is not None:
             raise ValueError("Fold the prefix before saving (model.fold()): only the computed prefix is stored.")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"prefix": self.prefix.detach().contiguous().cpu()}, str(folder / PREFIX_WEIGHTS))
-        (folder / PREFIX_CONFIG).write_text(json.dumps(self.prefix_config(), indent=2))
-        return folder
+        return write_prefix(folder, self.prefix, self.prefix_config())
 
     @classmethod
     def load(cls, base: PreTrainedModel, folder: str | Path) -> PrefixTuningModel:
         """A :class:`PrefixTuningModel` on ``base`` with the prefix in ``folder``, checked before ``base`` changes."""
-        folder = Path(folder)
-        saved, prefix = _read_prefix(folder)
-        here = dict(zip(("n_layer", "n_kv_head", "head_dim"), kv_shape(base.config), strict=True))
-        wrong = [f"{k}: saved {saved[k]}, model {v}" for k, v in here.items() if saved[k] != v]
-        if wrong:
-            raise ValueError(f"The prefix in {folder} was saved for another model shape ({'; '.join(wrong)}). "
-                             f"Load it into the base model it was trained on.")
-        shape = (saved["prefix_len"], saved["n_layer"] * 2 * saved["n_kv_head"] * saved["head_dim"])
-        if tuple(prefix.shape) != shape:
-            raise ValueError(f"{folder / PREFIX_WEIGHTS} holds a prefix of shape {list(prefix.shape)}, but "
-                             f"{PREFIX_CONFIG} beside it describes {list(shape)}: the two files come from different "
-                             f"saves. Save the prefix again with model.fold().save(folder).")
-        model = cls(base, saved["prefix_len"])
+        prefix_len, prefix = read_prefix(folder, kv_shape(base.config))
+        model = cls(base, prefix_len)
         model.prefix.data.copy_(prefix)
         return model
 
 
-def _read_prefix(folder: Path) -> tuple[dict, torch.Tensor]:
-    """The saved configuration and prefix tensor, or a one-line error naming the file that is missing or damaged."""
-    config, weights = folder / PREFIX_CONFIG, folder / PREFIX_WEIGHTS
-    for path in (config, weights):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: {folder} holds no saved prefix. Save one there with "
-                                    f"model.fold().save(folder).")
-    again = "Save the prefix again with model.fold().save(folder)."
-    try:
-        saved = json.loads(config.read_text())
-    except ValueError as err:  # invalid JSON or text
-        raise ValueError(f"{config} is not valid JSON ({err}): the file is damaged. {again}") from None
-    keys = ("prefix_len", "n_layer", "n_kv_head", "head_dim")
-    if not isinstance(saved, dict) or not all(_is_count(saved.get(k)) for k in keys):
-        raise ValueError(f"{config} does not describe a prefix (it needs the positive integers {', '.join(keys)}). "
-                         f"{again}")
-    try:
-        prefix = load_file(str(weights))["prefix"]
-    except Exception as err:  # safetensors' own error for a damaged file, or no "prefix" tensor in it
-        reason = str(err).splitlines()[0] if str(err) else ""
-        raise ValueError(f"{weights} is not a readable saved prefix ({type(err).__name__}: {reason}): the file is "
-                         f"damaged or truncated. {again}") from None
-    return saved, prefix
-
-
-class PromptTuningModel(nn.Module):
+class PromptTuningModel(VirtualTokens):
     """A frozen GPT-2 (or Llama-family model) behind ``prompt_len`` learned input embeddings (a soft prompt).
 
     ``init_ids`` starts the soft prompt from the embeddings of real tokens (at least ``prompt_len``).
     """
 
+    length_name = "prompt_len"
+
     def __init__(self, base: PreTrainedModel, prompt_len: int, init_ids: torch.Tensor | None = None) -> None:
-        super().__init__()
-        _check_base(base, prompt_len, "PromptTuningModel")
+        super().__init__(base, prompt_len)
         ids = None if init_ids is None else _token_ids(init_ids, prompt_len, base, "prompt_len")
-        self.base, self.prompt_len = base, prompt_len
         embeddings = base.get_input_embeddings().weight
         kw = {"device": embeddings.device, "dtype": _param_dtype(base)}
         start = torch.randn(prompt_len, embeddings.shape[1], **kw) * base.config.initializer_range
         self.prompt = nn.Parameter(start if ids is None else embeddings[ids].detach().to(**kw))
         _freeze(base)  # last: a refused call above leaves the user's model as it was
 
+    @property
+    def prompt_len(self) -> int:
+        """P, the number of soft-prompt positions."""
+        return self.n_virtual
+
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
               new_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with the soft prompt in front ([B, P + T, d]) and the mask extended by P ones."""
         batch, length = input_ids.shape
-        n_positions = self.base.config.max_position_embeddings  # GPT-2's n_positions
-        if self.prompt_len + length + new_tokens > n_positions:
-            raise ValueError(f"prompt_len + sequence length = {self.prompt_len} + {length + new_tokens} > "
-                             f"n_positions = {n_positions}. Use shorter inputs (or fewer new tokens) or a "
-                             f"shorter prompt.")
+        self.check_length(length + new_tokens)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         tokens = self.base.get_input_embeddings()(input_ids)
         prompt = self.prompt.to(tokens.dtype)  # float32 meets a 16-bit base
         embeds = torch.cat([prompt.unsqueeze(0).expand(batch, -1, -1), tokens], dim=1)
-        ones = attention_mask.new_ones(batch, self.prompt_len)
-        return embeds, torch.cat([ones, attention_mask], dim=1)
+        return embeds, self.extend_mask(attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):

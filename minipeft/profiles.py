@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .families import model_family
 from .paths import REPO_ROOT
 
 
@@ -86,8 +87,9 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     overrides of ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied."""
     if isinstance(name, Profile):
         return with_overrides(name)
-    chosen = name or os.environ.get("MINIPEFT_PROFILE") or default_profile_name()
-    key = chosen.strip().lower()
+    unset = name is None or (isinstance(name, str) and not name)
+    chosen = (os.environ.get("MINIPEFT_PROFILE") or default_profile_name()) if unset else name
+    key = chosen.strip().lower() if isinstance(chosen, str) else None  # 3, b"ci", ["ci"]: unknown, like "cpi"
     if key not in PROFILES:
         valid = ", ".join(PROFILES)
         raise ValueError(
@@ -100,7 +102,6 @@ def get_profile(name: str | Profile | None = None) -> Profile:
 BASE_MODEL_ENV = "MINIPEFT_BASE_MODEL"
 GPT2_MODEL_ENV = "MINIPEFT_GPT2_MODEL"
 DRY_RUN_ENV = "MINIPEFT_DRY_RUN"
-MODEL_FAMILIES = ("gpt2", "llama")  # the families the course's methods and recipes cover (minipeft.recipes)
 
 
 def dry_run_requested() -> bool:
@@ -126,9 +127,9 @@ def with_overrides(profile: Profile) -> Profile:
     base = os.environ.get(BASE_MODEL_ENV, "").strip()
     gpt2 = os.environ.get(GPT2_MODEL_ENV, "").strip()
     if base:
-        profile = replace(profile, base_model=checked_model(BASE_MODEL_ENV, base, MODEL_FAMILIES))
+        profile = replace(profile, base_model=checked_model(BASE_MODEL_ENV, base))
     if gpt2:
-        profile = replace(profile, gpt2_model=checked_model(GPT2_MODEL_ENV, gpt2, ("gpt2",)))
+        profile = replace(profile, gpt2_model=checked_model(GPT2_MODEL_ENV, gpt2, gpt2_only=True))
     return dry_run(profile) if dry_run_requested() else profile
 
 
@@ -145,9 +146,10 @@ def model_folder(name: str) -> Path | None:
     return None
 
 
-def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
-    """``name`` as given in the variable ``env``; a folder (:func:`model_folder`) must exist and hold a model of one
-    of ``families``, and comes back as its full path.
+def checked_model(env: str, name: str, gpt2_only: bool = False) -> str:
+    """``name`` as given in the variable ``env``; a folder (:func:`model_folder`) must exist and hold a model of a
+    family the course covers (:func:`minipeft.families.model_family`; a GPT-2 if ``gpt2_only``), and comes back as
+    its full path.
 
     Raises a one-line ``ValueError`` naming the variable otherwise. Names (``mini-gpt2``, ``gpt2``, ...) pass
     unchecked here: the loader resolves them. ``MINIPEFT_GPT2_MODEL`` refuses ``smollm2-135m`` (not a GPT-2).
@@ -155,7 +157,7 @@ def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
     fix = "Point it at a folder written by save_pretrained (or `python -m minipeft.standin gpt2 DIR`), or unset it."
     path = model_folder(name)
     if path is None:
-        if families == ("gpt2",) and name == "smollm2-135m":
+        if gpt2_only and name == "smollm2-135m":
             raise ValueError(f"{env}={name}: notebooks 02-04 build on GPT-2's own modules, and SmolLM2 is a Llama-"
                              f"family model. Use mini-gpt2, gpt2 or a GPT-2 folder, or unset it.")
         return name
@@ -166,13 +168,13 @@ def checked_model(env: str, name: str, families: tuple[str, ...]) -> str:
         raise ValueError(f"{env}={name}: this directory holds no causal LM that from_pretrained can read "
                          f"(no config.json). {fix}")
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        saved = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{env}={name}: its config.json cannot be read ({type(err).__name__}). {fix}") from err
-    if model_type not in families:
-        wanted = "a GPT-2 (model_type gpt2)" if families == ("gpt2",) else \
-            f"a causal LM of a family the course covers ({', '.join(families)})"
-        raise ValueError(f"{env}={name}: this directory holds a {model_type!r} model, not {wanted}. {fix}")
+    family = model_family(saved if isinstance(saved, dict) else {}, f"{env}={name}: the model in this directory", fix)
+    if gpt2_only and family != "gpt2":
+        raise ValueError(f"{env}={name}: this directory holds a {family!r} model, not a GPT-2 (model_type gpt2). "
+                         f"{fix}")
     return str(path.absolute())
 
 

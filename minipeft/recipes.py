@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .families import model_family
 from .lora import apply_lora
 from .memory import PeakEstimate, training_peak
 from .params import gpt2_config, gpt2_parameter_count, lora_parameter_count, prefix_parameter_count
@@ -102,23 +103,15 @@ PAPER_SCHEDULES = {
 FAMILY_DEFAULT = {"gpt2": "gpt2", "llama": "smollm2-135m"}  # recipes for a model the table does not name
 
 
-def family(model: nn.Module) -> str:
-    """``gpt2`` or ``llama``: the two families the course's methods are checked on."""
-    kind = getattr(getattr(model, "config", None), "model_type", None)
-    if kind not in LORA_TARGETS:
-        raise ValueError(f"No recipe for a {kind!r} model: the course's recipes cover {sorted(LORA_TARGETS)}.")
-    return kind
-
-
 def recipe_for(model: nn.Module) -> Recipe:
     """The recipe for ``model``: by its short name (``mini-gpt2``, ``smollm2-135m``, ``gpt2``), else its family's."""
     name = getattr(model, "name_or_path", "")
-    return RECIPES[name] if name in RECIPES else RECIPES[FAMILY_DEFAULT[family(model)]]
+    return RECIPES[name] if name in RECIPES else RECIPES[FAMILY_DEFAULT[model_family(model)]]
 
 
 def lora_targets(model: nn.Module, which: str = "qv") -> dict:
     """``apply_lora`` keywords for ``which`` = ``qv`` (query and value) or ``all`` (every projection) on ``model``."""
-    options = LORA_TARGETS[family(model)]
+    options = LORA_TARGETS[model_family(model)]
     if which not in options:
         raise ValueError(f"Unknown LoRA targets {which!r}: use one of {sorted(options)}.")
     return dict(options[which])

@@ -27,8 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .notebook import seed_everything
+from .checks import finite_float, positive_int
 from .params import count_parameters
+from .seeding import seed_everything
 
 
 @dataclass
@@ -141,8 +142,9 @@ def train(model: nn.Module, train_loader: DataLoader, *, steps: int, lr: float,
 
     Validation loss is measured every ``eval_every`` steps and at the end when ``val_loader`` is given.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    positive_int(steps, "steps", "Train for at least one step, e.g. steps=100.")
+    finite_float(lr, "lr", "Take the method's rate from minipeft.recipes, e.g. recipe_for(model).lr['LoRA'].",
+                 positive=True)
     if len(train_loader) == 0:
         raise ValueError("The training loader is empty: give it at least one batch of examples.")
     params = [p for p in model.parameters() if p.requires_grad]

@@ -10,6 +10,8 @@ provenance (commit, machine, versions, date, wall seconds).
 
 import argparse
 
+import torch
+
 from minipeft.forgetting.lab import GRIDS, LAB_DIR, run_sweep
 
 
@@ -18,7 +20,10 @@ def main() -> None:
     parser.add_argument("--grid", choices=sorted(GRIDS), action="append", help="main, rank (default: both)")
     parser.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
     parser.add_argument("--dir", default=str(LAB_DIR), help=f"results folder (default {LAB_DIR})")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run_sweep(tuple(args.grid or GRIDS), args.max_runs, args.dir)
 
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,6 +59,47 @@ def mini_gpt2() -> GPT2LMHeadModel:
         return load_mini_gpt2()[0]
     except MiniModelMissingError as err:
         pytest.skip(str(err))
+
+
+@pytest.fixture(params=["tiny", "mini"])
+def gpt2(request, tiny_gpt2) -> GPT2LMHeadModel:
+    """Each test twice: on the tiny random GPT-2 and on the course's mini GPT-2."""
+    return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
+
+
+E2E_DEVSET = Path(os.environ.get("MINIPEFT_E2E_DEVSET",
+                                 Path(__file__).resolve().parents[2] / "shared" / "data" / "e2e" / "devset.csv"))
+_WITHOUT_DEVSET: list[str] = []  # tests skipped here for want of the dev set, for the closing summary line
+
+
+def in_ci() -> bool:
+    """Whether this run is CI's (which sets ``CI=true``), where the dev set must be present."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def devset_or_skip(path: Path, test: str) -> Path:
+    """``path`` if the dev set is there. Missing: in CI (``CI=true``) the test fails, naming the path; elsewhere it
+    skips, and the run ends with a loud line naming it."""
+    if path.is_file():
+        return path
+    if in_ci():
+        pytest.fail(f"the real E2E dev set is missing at {path}: CI must provide it (or set MINIPEFT_E2E_DEVSET)")
+    _WITHOUT_DEVSET.append(test)
+    pytest.skip(f"real E2E dev set not found at {path}")
+
+
+@pytest.fixture
+def e2e_devset(request) -> Path:
+    """The real E2E dev set (``../shared/data/e2e/devset.csv``, or ``MINIPEFT_E2E_DEVSET``); see devset_or_skip."""
+    return devset_or_skip(E2E_DEVSET, request.node.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _WITHOUT_DEVSET:
+        terminalreporter.write_sep("!", f"{len(_WITHOUT_DEVSET)} TESTS ON THE REAL E2E DEV SET DID NOT RUN: no file at "
+                                        f"{E2E_DEVSET} (in CI they fail)", red=True, bold=True)
+        for nodeid in _WITHOUT_DEVSET:
+            terminalreporter.write_line(f"  skipped: {nodeid}", red=True)
 
 
 @pytest.fixture(scope="module")

@@ -55,14 +55,55 @@ def test_corrupt_model_says_how_to_rebuild(tmp_path):
         load_mini_gpt2(broken)
 
 
-def test_hub_model_falls_back_offline_with_one_line(monkeypatch, capsys):
+def test_a_hub_model_that_cannot_be_fetched_fails_in_one_line_and_nothing_else_is_loaded(monkeypatch, capsys):
+    """The gpu profile names GPT-2: without the Hub or a cached copy it stops, where it used to train SmolLM2."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(base_model, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HOME", "/nonexistent-minipeft-cache")  # no cached gpt2 either
-    model, _ = load_base_model("gpu", device="cpu")
-    out = capsys.readouterr().out
-    assert out.startswith("'gpt2': Hub unreachable and no cached copy, so the course uses SmolLM2-135M offline")
-    assert model.config.model_type == "llama" and model.name_or_path == "smollm2-135m"
+    monkeypatch.setattr(base_model, "load_offline_smollm2", lambda: pytest.fail("loaded SmolLM2 in GPT-2's place"))
+    with pytest.raises(base_model.HubModelUnavailableError) as err:
+        load_base_model("gpu", device="cpu")
+    message = str(err.value)
+    assert message.startswith("'gpt2' is not in the local Hugging Face cache and the Hugging Face Hub is unreachable")
+    assert "make cache" in message and "MINIPEFT_PROFILE=cpu" in message and "\n" not in message
+    assert err.value.__suppress_context__  # no transformers traceback above the line
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(base_model.HubModelUnavailableError, match=r"^'gpt2' is not in .* and HF_HUB_OFFLINE is set"):
+        load_base_model("gpu", device="cpu")
+
+
+def test_a_model_id_the_hub_does_not_know_says_so_in_one_line(monkeypatch):
+    monkeypatch.setattr(base_model, "hub_offline", lambda: False)
+    monkeypatch.setattr(base_model, "hub_reachable", lambda timeout=3.0: True)
+
+    def not_on_the_hub(name, local_files_only):
+        raise OSError(f"{name} is not a local folder and is not a valid model identifier listed on "
+                      f"'https://huggingface.co/models'\nIf this is a private repository, ...")
+
+    monkeypatch.setattr(base_model, "load_hub_model", not_on_the_hub)
+    with pytest.raises(base_model.HubModelUnavailableError) as err:
+        load_base_model("gpu", name="gtp2", device="cpu")
+    assert str(err.value) == (
+        "'gtp2' could not be loaded from the Hugging Face Hub (gtp2 is not a local folder and is not a valid model "
+        "identifier listed on 'https://huggingface.co/models'). Check the model id (e.g. gpt2, gpt2-medium), or set "
+        "MINIPEFT_BASE_MODEL to a local folder or to smollm2-135m (offline).")
+
+
+def test_hub_models_load_through_auto_model_for_causal_lm_and_other_families_are_refused(tmp_path, tiny_llama):
+    """A Llama-family id loads as what it is (GPT2LMHeadModel used to be forced on every id); BERT is refused from its
+    configuration, before any weights are fetched (this folder has none)."""
+    llama = tmp_path / "llama"
+    tiny_llama().save_pretrained(llama)
+    gpt2_tokenizer().save_pretrained(llama)
+    model, tokenizer = base_model.load_hub_model(str(llama), local_files_only=True)
+    assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.pad_token == tokenizer.eos_token
+    from transformers import BertConfig
+
+    BertConfig(num_hidden_layers=1, is_decoder=True).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match=r"^'.*bert' is a 'bert' model, but minipeft's methods .* Name a GPT-2"):
+        base_model.load_hub_model(str(tmp_path / "bert"), local_files_only=True)
 
 
 def test_each_profile_names_its_base_model_and_the_override_wins(monkeypatch):
@@ -110,7 +151,7 @@ def test_base_model_directory_missing_or_not_a_course_model_fails_in_one_line(mo
 
     bert = tmp_path / "bert"
     BertConfig(num_hidden_layers=1).save_pretrained(bert)  # transformers would load it as a BertLMHeadModel
-    for folder, says in ((tmp_path / "standin" / "gpt2", "no such directory"), (bert, "holds a 'bert' model")):
+    for folder, says in ((tmp_path / "standin" / "gpt2", "no such directory"), (bert, "is a 'bert' model")):
         monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(folder))
         with pytest.raises(ValueError, match=rf"^MINIPEFT_BASE_MODEL={folder}: .*{says}") as err:
             load_base_model("gpu")

@@ -22,8 +22,6 @@ from minipeft.data import (
 )
 from minipeft.profiles import PROFILES
 
-DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -132,9 +130,8 @@ def test_too_long_examples_say_what_to_change(tokenizer):
         make_loader(pairs, tokenizer, batch_size=1, max_len=4096)
 
 
-@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
-def test_real_e2e_devset_loads_and_parses(tokenizer):
-    pairs = load_e2e_csv(DEVSET)
+def test_real_e2e_devset_loads_and_parses(tokenizer, e2e_devset):
+    pairs = load_e2e_csv(e2e_devset)
     groups = group_by_mr(pairs)
     assert len(pairs) == 4672 and len(groups) == 547
     assert all(parse_mr(mr)["name"] for mr in groups)
@@ -142,14 +139,13 @@ def test_real_e2e_devset_loads_and_parses(tokenizer):
     assert sum(1 for _ in loader) == 4
 
 
-@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
-def test_the_gpu_profile_scores_every_mr_of_e2e_because_n_test_counts_rows():
+def test_the_gpu_profile_scores_every_mr_of_e2e_because_n_test_counts_rows(e2e_devset):
     """E2E lists ~7 references per MR, one per row: n_test = 630 (the number of test MRs) kept only the first ~85 MRs.
     The gpu profile takes every test row (4,693), so all 630 MRs are scored, as in the papers. Shown on the dev set
     (4,672 rows, 547 MRs): as many rows as MRs covers only a sixth of them."""
     from minipeft.data import first_rows
 
-    pairs = load_e2e_csv(DEVSET)
+    pairs = load_e2e_csv(e2e_devset)
     n_mrs = len(group_by_mr(pairs))
     assert len(group_by_mr(first_rows(pairs, n_mrs, whole_mrs=True))) < n_mrs / 4
     assert PROFILES["gpu"].n_test >= 4693 > len(pairs)  # E2E's test split has 4,693 rows (load_e2e's docstring)

@@ -38,3 +38,33 @@ def test_show_solution_prints_source_and_unknown_key_is_clear(capsys):
     assert "def count_parameters" in capsys.readouterr().out
     with pytest.raises(KeyError, match="No reference solution for exercise '99.9'"):
         show_solution("99.9")
+
+
+def test_a_check_that_returns_none_fails():
+    """A check that compares but forgets to return the comparison proves nothing, even for a wrong answer."""
+    import torch
+
+    def forgets_to_return(f):
+        f(torch.nn.Linear(3, 2)) == 8  # noqa: B015  (the bug under test)
+
+    with pytest.raises(AssertionError, match="returned None"):
+        check("00.1", lambda m: 7, forgets_to_return)
+
+
+def test_solutions_mode_puts_the_reference_in_the_notebooks_namespace(monkeypatch):
+    """The cells after an unwritten exercise run with the reference solution, as `make solutions` promises."""
+    monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
+    namespace = {"check": check}
+    exec("def count_parameters(model):\n    raise NotImplementedError\n\n"  # the exercise cell, as a notebook has it
+         "check('00.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
+    exec("n = count_parameters(__import__('torch').nn.Linear(3, 2))", namespace)  # a cell downstream of it
+    assert namespace["n"] == 8
+
+
+def test_without_solutions_mode_the_learners_function_stays(monkeypatch):
+    monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
+    namespace = {"check": check}
+    exec("def count_parameters(model):\n    raise NotImplementedError\n\n"
+         "check('00.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["count_parameters"](None)

@@ -70,8 +70,13 @@ def test_text_blocks_are_even_windows_of_the_text(tokenizer):
     assert blocks[-1].tolist() == ids[last:last + 16]  # and the last one is the last full window
     with pytest.raises(ValueError, match="only .* blocks"):
         text_blocks(TEXT, tokenizer, block_len=16, n_blocks=10_000)
-    with pytest.raises(ValueError, match="block_len >= 2"):
+    with pytest.raises(ValueError, match="block_len must be at least 2"):
         text_blocks(TEXT, tokenizer, block_len=1, n_blocks=1)
+    for bad in (2.5, True, 0):  # 2.5 used to pass the check
+        with pytest.raises(ValueError, match=f"block_len must be a positive integer, got {bad!r}"):
+            text_blocks(TEXT, tokenizer, block_len=bad, n_blocks=1)
+        with pytest.raises(ValueError, match=f"n_blocks must be a positive integer, got {bad!r}"):
+            text_blocks(TEXT, tokenizer, block_len=16, n_blocks=bad)
 
 
 def test_perplexity_of_a_model_that_knows_nothing_is_the_vocabulary_size(tokenizer):
@@ -109,9 +114,8 @@ def test_learning_rates_are_the_recipes_of_notebook_05():
 
 
 def test_learning_rates_follow_the_model_loaded_not_the_profiles_name(tiny):
-    """Notebooks 06 and 07 passed `profile.base_model`: in the gpu profile that is "gpt2" even when the Hub is
-    unreachable and SmolLM2 was loaded instead (GPT-2's rates on SmolLM2), and a folder's path (a stand-in) is in
-    no table. The loaded model finds its recipe by name, else by family."""
+    """Notebooks 06 and 07 passed `profile.base_model`, which names what was asked for, not what was loaded: a
+    folder's path (a stand-in) is in no table. The loaded model finds its recipe by name, else by family."""
     smollm2 = tiny["llama"]()
     smollm2.name_or_path = "smollm2-135m"
     standin = tiny["gpt2"]()
@@ -132,8 +136,8 @@ def test_settings_validate_and_label_themselves():
     assert {s.method for s in settings_for("ci")} == {"full", "lora", "prefix"}
     slower, faster = Setting("lora", r=16, lr_scale=1 / 3), Setting("full", lr_scale=3)
     assert (slower.name, slower.label, faster.label) == ("LoRA r=16 (qv)", "LoRA r=16 (qv) lr/3", "full FT lr x3")
-    for scale in (0, -1):
-        with pytest.raises(ValueError, match=f"lr_scale must be a positive number, not {scale}"):
+    for scale in (0, -1, float("inf"), float("nan"), "3"):  # inf, nan and "3" used to pass or fail later
+        with pytest.raises(ValueError, match=f"lr_scale must be a finite number > 0, got {scale!r}"):
             Setting("full", lr_scale=scale)
 
 
@@ -191,7 +195,10 @@ def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base
     for row in rows:
         assert row["task_loss"] < row["task_loss_before"]  # every method learned something
         assert row["ppl_increase_pct"] == pytest.approx(100 * (row["ppl_after"] / row["ppl_before"] - 1))
-        assert 0.0 <= row["slot_error_rate"] <= 1.0 and row["trainable"] > 0
+        assert 0.0 <= row["slot_error_rate"] <= 1.0
+    # by hand, on the tiny GPT-2 (2 layers, width 32, 4,096 tokens, 256 positions): every weight; LoRA r=2 on q and v,
+    # 2 layers x 2 x 2 x (32 + 32); the prefix P'=4 and its MLP, 4 x 32 + (32 x 16 + 16) + (16 x 128 + 128)
+    assert [row["trainable"] for row in rows] == [164_736, 512, 2_832]
     assert rows[0]["ppl_after"] != rows[0]["ppl_before"]  # full fine-tuning moved the general perplexity
     assert rows[0]["trainable"] > rows[1]["trainable"]
     assert general_perplexity(models[1], blocks) == pytest.approx(rows[1]["ppl_after"])  # the model that was measured
@@ -241,9 +248,12 @@ def test_summarize_gives_mean_and_spread_over_seeds():
     assert (a["n"], a["task_loss_mean"], a["task_loss_std"]) == (2, 2.0, statistics.stdev([1, 3]))
     assert a["ppl_increase_pct_mean"] == 4.0 and "slot_error_rate_mean" not in a
     assert (b["n"], b["task_loss_std"], b["slot_error_rate_mean"]) == (1, 0.0, 0.1)
-    table = format_summary([a, b])
-    assert "a" in table and "10.0" in table  # b's slot error rate in percent
-    assert "0.0033" in format_summary([a_slower])  # the rate is a column
+    header, *table = format_summary([a, b, a_slower]).splitlines()
+    assert header.split() == ["setting", "lr", "seeds", "task", "loss", "general", "ppl", "+%", "slot", "errors", "%"]
+    assert [line.split() for line in table] == [  # by hand: std of (1, 3) is 1.414, of (2, 6) 2.828; 0.1 is 10%
+        ["a", "0.01", "2", "2.000", "±", "1.414", "4.0", "±", "2.8", "-"],
+        ["b", "0.0001", "1", "5.000", "±", "0.000", "7.0", "±", "0.0", "10.0", "±", "0.0"],
+        ["a", "lr/3", "0.0033", "1", "4.000", "±", "0.000", "1.0", "±", "0.0", "-"]]
     ax = plot_learn_forget([a, b, a_slower])
     assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
     assert ax.xaxis_inverted() and ax.get_yscale() == "symlog" and ax.get_ylim() == (0.0, 30.0)  # 3 x max(10, 7)

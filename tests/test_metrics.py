@@ -1,15 +1,14 @@
 """Scores for E2E outputs: multi-reference BLEU and ROUGE-L, and the slot error rate on hand-made cases."""
 
 import math
-from pathlib import Path
 
+import conftest
 import pytest
 import sacrebleu
 
 from minipeft.data import group_by_mr, load_e2e_csv, load_restaurant
 from minipeft.metrics import bleu, e2e_scores, name_rate, perplexity, rouge_l, slot_error_rate, slot_errors
 
-DEVSET = Path(__file__).resolve().parents[2] / "shared/data/e2e/devset.csv"
 MR = "name[The Eagle], eatType[pub], food[French], priceRange[cheap], customer rating[5 out of 5], " \
      "area[riverside], familyFriendly[no], near[Café Brazil]"
 
@@ -102,9 +101,8 @@ def test_offline_references_are_slot_perfect_and_score_themselves_perfectly():
     assert perplexity(0.0) == 1.0 and perplexity(math.log(50)) == pytest.approx(50)
 
 
-@pytest.mark.skipif(not DEVSET.is_file(), reason=f"real E2E dev set not found at {DEVSET}")
-def test_metrics_on_real_human_references():
-    groups = group_by_mr(load_e2e_csv(DEVSET))
+def test_metrics_on_real_human_references(e2e_devset):
+    groups = group_by_mr(load_e2e_csv(e2e_devset))
     mrs = list(groups)
     held_out = [groups[mr][0] for mr in mrs]  # one human reference scored against the others
     others = [groups[mr][1:] for mr in mrs]
@@ -114,3 +112,17 @@ def test_metrics_on_real_human_references():
     assert 40 < rouge_l(held_out, others) < 90
     ser = slot_error_rate(mrs, held_out)
     assert 0 < ser < 0.25  # E2E's human references are known to drop or garble some slots
+
+
+def test_a_missing_dev_set_fails_in_ci_and_skips_loudly_elsewhere(tmp_path, monkeypatch):
+    missing, skipped = tmp_path / "devset.csv", []
+    monkeypatch.setattr(conftest, "_WITHOUT_DEVSET", skipped)  # what the run's closing line lists
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"missing at {missing}"):
+        conftest.devset_or_skip(missing, "a test")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        conftest.devset_or_skip(missing, "a test")
+    assert skipped == ["a test"]
+    missing.write_text("mr,ref\n")
+    assert conftest.devset_or_skip(missing, "a test") == missing

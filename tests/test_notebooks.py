@@ -45,3 +45,15 @@ def test_exercises_have_solutions_and_no_outputs_show_errors(path):
             _reference(key)  # raises if the hidden solution is missing
         for output in cell.get("outputs", []):
             assert output.get("output_type") != "error", f"{path.name} was saved with an error output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_using_an_exercise_runs_after_its_check(path):
+    """`make solutions` puts the reference where ``check`` finds the learner's function: that covers every cell after
+    the check, so the exercise must be defined in its check's cell and called by no cell before it."""
+    code = [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+    for at, src in enumerate(code):
+        for key, name in re.findall(r"""check\(\s*["'](\d\d\.\d+)["'],\s*(\w+)""", src):
+            assert re.search(rf"^def {name}\(", src, flags=re.M), f"{path.name}: {key}'s {name} is defined elsewhere"
+            early = [i for i, s in enumerate(code[:at]) if re.search(rf"(?<!def )\b{name}\(", s)]
+            assert not early, f"{path.name}: code cells {early} call {name} before exercise {key}'s check"

@@ -149,6 +149,8 @@ def _package_imports(module: str) -> set[str]:
 
 
 def test_the_arithmetic_imports_no_experiment():
-    """params is the ground floor, memory stands on it alone: neither knows a notebook's run plan."""
-    assert _package_imports("params") == set()
+    """params stands on the ground floor's argument checks alone, memory on params alone: neither knows a notebook's
+    run plan."""
+    assert _package_imports("checks") == set()
+    assert _package_imports("params") == {"checks"}
     assert _package_imports("memory") == {"params"}

@@ -1,27 +1,21 @@
-"""Prefix-tuning and prompt tuning from scratch, checked against peft (the oracle) and against the model itself.
+"""Prefix-tuning and prompt tuning from scratch, checked against the model itself (against peft: test_prefix_peft.py).
 
 Every check runs on GPT-2 and on a Llama-family model with grouped-query attention (SmolLM2's family: fewer
 key/value heads than query heads, rotary positions), the course's two kinds of base model.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
+from safetensors.torch import save_file
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
-from minipeft.prefix import PrefixTuningModel, PromptTuningModel, cache_argument
-
-peft = pytest.importorskip("peft")
+from minipeft import prefix_files
+from minipeft.prefix import PrefixTuningModel, PromptTuningModel
 
 P = 5
 FAMILIES = ["gpt2", "llama"]
-
-
-@pytest.fixture(params=["tiny", "mini", "llama"])
-def any_base(request, tiny):
-    """The tiny GPT-2, the course's mini GPT-2 and the tiny Llama."""
-    if request.param == "mini":
-        return request.getfixturevalue("mini_gpt2")
-    return tiny["gpt2" if request.param == "tiny" else "llama"]()
 
 
 def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,66 +27,8 @@ def padded_batch(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Te
     return ids.masked_fill(mask == 0, 0), mask
 
 
-def peft_copy(base: torch.nn.Module, config) -> torch.nn.Module:
-    """peft's model around an exact copy of ``base`` (peft edits the model it wraps)."""
-    twin = type(base)(base.config).to(base.dtype).eval()
-    twin.load_state_dict(base.state_dict())
-    return peft.get_peft_model(twin, config).eval()
-
-
-def copy_prefix_into_peft(ours: PrefixTuningModel, theirs) -> None:
-    encoder = theirs.prompt_encoder["default"]
-    with torch.no_grad():
-        if ours.mlp is None:  # peft's layout is ours: one [P, n_layer * 2 * n_embd] matrix
-            encoder.embedding.weight.copy_(ours.prefix)
-        else:
-            encoder.embedding.weight.copy_(ours.prefix_input)
-            for i in (0, 2):
-                encoder.transform[i].weight.copy_(ours.mlp[i].weight)
-                encoder.transform[i].bias.copy_(ours.mlp[i].bias)
-
-
 def trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-@pytest.mark.parametrize("mlp_hidden", [None, 24])
-def test_prefix_logits_equal_peft(any_base, mlp_hidden):
-    base = any_base
-    torch.manual_seed(2)
-    ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
-    theirs = peft_copy(base, peft.PrefixTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
-        encoder_hidden_size=mlp_hidden or base.config.hidden_size))
-    copy_prefix_into_peft(ours, theirs)
-    ids, mask = padded_batch(base.config.vocab_size)
-    labels = ids.masked_fill(mask == 0, -100)
-    with torch.no_grad():
-        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
-    assert a.logits.shape == b.logits.shape == (*ids.shape, base.config.vocab_size)
-    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
-    torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=0)
-    assert trainable(ours) == trainable(theirs)
-    # and the silent bug is real: a mask of the T real tokens only gives other logits without any error
-    with torch.no_grad():
-        short_mask = base(input_ids=ids, attention_mask=mask, **{ours.cache_arg: ours.fresh_cache(3)}).logits
-    assert (short_mask - a.logits).abs().max() > 1e-3
-
-
-def test_prompt_tuning_logits_equal_peft(any_base):
-    base = any_base
-    torch.manual_seed(3)
-    ours = PromptTuningModel(base, P)
-    theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
-    with torch.no_grad():
-        theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
-    ids, mask = padded_batch(base.config.vocab_size)
-    labels = ids.masked_fill(mask == 0, -100)
-    with torch.no_grad():
-        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
-    torch.testing.assert_close(a.logits, b.logits[:, P:], atol=1e-5, rtol=0)  # peft also returns the P prompt rows
-    torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=0)
-    assert trainable(ours) == trainable(theirs) == P * base.config.hidden_size
 
 
 def test_llama_prefix_has_the_kv_heads_shape(tiny_llama):
@@ -215,6 +151,30 @@ def test_save_load_round_trip(tmp_path, family, tiny):
                                    atol=0, rtol=0)
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_prefix_intact(tmp_path, tiny_gpt2, monkeypatch):
+    """The files are written beside the folder and renamed into place: a disk that fills up half-way through the
+    weights (or a kill) leaves the previous save byte for byte, and no temporary folder."""
+    folder = tmp_path / "prefix"
+    PrefixTuningModel(tiny_gpt2(), P).save(folder)
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    def disk_full_half_way(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        Path(filename).write_bytes(Path(filename).read_bytes()[: Path(filename).stat().st_size // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefix_files, "save_file", disk_full_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        PrefixTuningModel(tiny_gpt2(seed=1), P).save(folder)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    monkeypatch.undo()
+    newer = PrefixTuningModel(tiny_gpt2(seed=1), P)
+    newer.save(folder)  # a save that completes replaces the previous one, and leaves nothing beside it
+    assert [f.name for f in tmp_path.iterdir()] == ["prefix"]
+    assert torch.equal(PrefixTuningModel.load(tiny_gpt2(), folder).prefix, newer.prefix)
+
+
 @pytest.mark.parametrize(("other", "named"), [("gpt2", "n_layer: saved 2, model 3"),
                                               ("gpt2", "n_kv_head: saved 4, model 2"),
                                               ("llama", "n_kv_head: saved 4, model 2")])
@@ -244,40 +204,16 @@ def test_generic_training_step_moves_only_the_prefix(tiny_gpt2):
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in frozen.items())
 
 
-class CacheArgGPT2(GPT2LMHeadModel):
-    """GPT-2 as transformers >= 5.24 spells it: the cache comes in as ``cache=``."""
-
-    def forward(self, input_ids=None, cache=None, **kwargs):
-        self.seen = type(cache).__name__
-        return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
-
-
-def test_cache_argument_follows_the_model_signature(tiny_gpt2):
-    base = tiny_gpt2()
-    renamed = CacheArgGPT2(base.config).eval()
-    renamed.load_state_dict(base.state_dict())
-    assert cache_argument(base) == "past_key_values" and cache_argument(renamed) == "cache"
-    torch.manual_seed(8)
-    ours = PrefixTuningModel(base, P)
-    other = PrefixTuningModel(renamed, P)
-    other.prefix.data.copy_(ours.prefix)
-    ids, mask = padded_batch(101)
-    with torch.no_grad():
-        torch.testing.assert_close(other(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits,
-                                   atol=0, rtol=0)
-    assert renamed.seen == "DynamicCache"
-
-
 def test_bad_inputs_fail_clearly(tiny_gpt2):
     base = tiny_gpt2()
     for bad in (0, -3):
         with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
             PrefixTuningModel(base, bad)
-    with pytest.raises(ValueError, match=r"prefix_len must be a positive integer"):
+    with pytest.raises(ValueError, match=r"prompt_len must be a positive integer"):
         PromptTuningModel(base, 0)
     neo = GPTNeoForCausalLM(GPTNeoConfig(num_layers=2, hidden_size=32, num_heads=4, attention_types=[[["global"], 2]],
                                          vocab_size=101))
-    with pytest.raises(TypeError, match=r"checked for gpt2, llama; got a 'gpt_neo' model"):
+    with pytest.raises(ValueError, match=r"PrefixTuningModel's base model is a 'gpt_neo' model, but .* GPT-2"):
         PrefixTuningModel(neo, P)
     model = PrefixTuningModel(base, P)
     with pytest.raises(ValueError, match=r"5 \+ 60 > n_positions = 64"):
@@ -302,8 +238,9 @@ def test_bad_inputs_fail_clearly(tiny_gpt2):
 # ---- refused calls change nothing; hyper-parameters; damaged files; 16-bit base models -------------------------
 
 BAD_CALLS = [  # (keyword arguments, error, message): each refused before the base model is touched
-    (dict(prefix_len=True), ValueError, r"prefix_len must be a positive integer, got True"),
-    (dict(prefix_len=5.0), ValueError, r"prefix_len must be a positive integer, got 5.0"),
+    (dict(prefix_len=True), ValueError, r"(prefix|prompt)_len must be a positive integer, got True"),
+    (dict(prefix_len=5.0), ValueError, r"(prefix|prompt)_len must be a positive integer, got 5.0"),
+    (dict(prefix_len="5"), ValueError, r"(prefix|prompt)_len must be a positive integer, got '5'"),
     (dict(init_ids=torch.tensor([1, 2, 3])), ValueError, r"init_ids has 3 tokens; it needs at least \w+_len=5"),
     (dict(init_ids=torch.tensor([1, 2, 3, 4, 101])), ValueError,
      r"init_ids holds token id 101, outside this model's vocabulary \(0 to 100\).*this model's tokenizer"),
@@ -391,31 +328,18 @@ LOW_PRECISION = {torch.bfloat16: 4 * 2.0**-8, torch.float16: 4 * 2.0**-11}
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("kind", ["prefix", "prefix+mlp", "prompt"])
-def test_16_bit_base_models_work_and_agree_with_peft(family, dtype, kind, tiny):
+def test_16_bit_base_models_work(family, dtype, kind, tiny):
+    """The prefix stays in float32 and meets the base in its dtype (peft's logits: test_prefix_peft.py)."""
     base = tiny[family]().to(dtype)
     torch.manual_seed(9)
-    if kind == "prompt":
-        ours = PromptTuningModel(base, P)
-        theirs = peft_copy(base, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P))
-        with torch.no_grad():
-            theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
-    else:
-        mlp_hidden = 24 if kind == "prefix+mlp" else None
-        ours = PrefixTuningModel(base, P, mlp_hidden=mlp_hidden)
-        theirs = peft_copy(base, peft.PrefixTuningConfig(
-            task_type="CAUSAL_LM", num_virtual_tokens=P, prefix_projection=mlp_hidden is not None,
-            encoder_hidden_size=mlp_hidden or base.config.hidden_size))
-        copy_prefix_into_peft(ours, theirs)
+    ours = PromptTuningModel(base, P) if kind == "prompt" else PrefixTuningModel(
+        base, P, mlp_hidden=24 if kind == "prefix+mlp" else None)
     assert {p.dtype for p in ours.parameters() if p.requires_grad} == {torch.float32}  # as peft's
     ids, mask = padded_batch(base.config.vocab_size)
     labels = ids.masked_fill(mask == 0, -100)
     with torch.no_grad():
-        a, b = ours(ids, attention_mask=mask, labels=labels), theirs(input_ids=ids, attention_mask=mask, labels=labels)
-    b_logits = b.logits[:, P:] if kind == "prompt" else b.logits
-    assert a.logits.dtype == dtype and a.logits.abs().max() < 1
-    tol = LOW_PRECISION[dtype]
-    torch.testing.assert_close(a.logits, b_logits, atol=tol, rtol=tol)
-    torch.testing.assert_close(a.loss.float(), b.loss.float(), atol=tol, rtol=tol)
+        a = ours(ids, attention_mask=mask, labels=labels)
+    assert a.logits.dtype == dtype and a.logits.abs().max() < 1 and torch.isfinite(a.loss)
 
     ours.train()  # and it trains: gradients reach the float32 parameters, and a step moves them
     ours(ids, attention_mask=mask, labels=labels).loss.backward()

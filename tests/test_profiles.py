@@ -12,6 +12,16 @@ def test_unknown_profile_lists_valid_ones(monkeypatch):
         get_profile()
 
 
+@pytest.mark.parametrize("name", [3, 0, False, b"ci", ["ci"], 2.5])
+def test_a_profile_name_that_is_not_a_string_is_refused_like_an_unknown_one(name, monkeypatch):
+    """0 and False used to fall through to MINIPEFT_PROFILE, 3 and b"ci" to an AttributeError on .strip()."""
+    monkeypatch.setenv("MINIPEFT_PROFILE", "ci")
+    with pytest.raises(ValueError) as err:
+        get_profile(name)
+    assert str(err.value) == (f"Unknown minipeft profile {name!r}. Valid profiles: ci, cpu, gpu. Set MINIPEFT_PROFILE "
+                              f"to one of them (or unset it to choose from the hardware).")
+
+
 def test_env_var_picks_profile(monkeypatch):
     monkeypatch.setenv("MINIPEFT_PROFILE", "CPU")
     assert get_profile().name == "cpu"
@@ -86,7 +96,7 @@ def test_model_overrides_reach_the_profile_and_refuse_what_they_cannot_load(monk
     profile = get_profile("gpu")
     assert (profile.base_model, profile.gpt2_model) == (str(llama), str(gpt2))
     cases = [("MINIPEFT_BASE_MODEL", tmp_path / "missing", "no such directory"),
-             ("MINIPEFT_BASE_MODEL", bert, "holds a 'bert' model, not a causal LM of a family the course covers"),
+             ("MINIPEFT_BASE_MODEL", bert, "the model in this directory is a 'bert' model, but minipeft's methods"),
              ("MINIPEFT_GPT2_MODEL", llama, "holds a 'llama' model, not a GPT-2"),
              ("MINIPEFT_GPT2_MODEL", "smollm2-135m", "SmolLM2 is a Llama-family model")]
     for env, value, says in cases:

@@ -199,7 +199,7 @@ def test_gpt2_weights_split_and_transpose_conv1d():
     torch.testing.assert_close(x @ weights["0.v"].T, qkv[:, 64:])
 
 
-def test_plots_have_labels():
+def test_plots_have_labels_and_draw_the_spectrum():
     w = with_spectrum([3.0, 2.0, 1.0])
     fig, axes = plt.subplots(1, 4)
     plot_spectrum(axes[0], w, label="w")
@@ -208,6 +208,10 @@ def test_plots_have_labels():
     plot_similarity(axes[3], subspace_similarity(top_directions(w, 3), top_directions(w, 3)), "phi")
     for ax in (axes[0], axes[1], axes[3]):
         assert ax.get_xlabel() and ax.get_ylabel()
+    (spectrum,), (energy,) = axes[0].get_lines(), axes[1].get_lines()
+    np.testing.assert_allclose(spectrum.get_xydata()[:3], [[1, 1], [2, 2 / 3], [3, 1 / 3]], atol=1e-12)  # s_i / s_1
+    np.testing.assert_allclose(energy.get_xydata()[:3], [[1, 9 / 14], [2, 13 / 14], [3, 1]], atol=1e-12)  # 9 + 4 + 1
+    assert spectrum.get_ydata()[3:].max() < 1e-12 and np.allclose(energy.get_ydata()[3:], 1)  # rank 3 of 9
     assert axes[2].get_title() == "w" and axes[3].get_title() == "phi"
     plt.close(fig)
 

@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+from minipeft.data import group_by_mr, load_restaurant
+from minipeft.metrics import e2e_scores
 from minipeft.tools import replicate_paper
 
 
@@ -51,7 +53,13 @@ def test_smoke_run_prints_the_table_beside_the_paper(script, tmp_path, capsys):
     lora, prefix = results
     assert lora["params"] == 4 * 2 * 4 * (128 + 128)  # 4 layers x (q, v) x r(d_in + d_out) at r=4
     assert prefix["params"] == 10 * 4 * 2 * 128 < prefix["trained_params"]  # the MLP is not stored
-    assert all(0 <= r["BLEU"] <= 100 and 0 <= r["SER"] <= 1 and r["steps"] == 2 for r in results)
+    assert all(r["steps"] == 2 for r in results)
+    references = group_by_mr(load_restaurant("test", "cpu"))
+    for r in results:  # both test MRs are in the samples: their scores, recomputed against their own references
+        outputs = dict(r["samples"])
+        assert len(outputs) == 2 and all(outputs.values())
+        expected = e2e_scores(outputs, {mr: references[mr] for mr in outputs})
+        assert {k: r[k] for k in expected} == pytest.approx(expected) and r["ROUGE-L"] > 0
     assert lora["checkpoint_bytes"] < 200_000
     assert json.loads(out.read_text())[0]["method"] == "lora"
 

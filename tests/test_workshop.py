@@ -24,6 +24,7 @@ def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypat
         nbformat.v4.new_code_cell("import torch\n\nfrom minipeft.exercises import check\n\n"
                                   "def count_parameters(model):\n    raise NotImplementedError  # your code here\n\n"
                                   'check("00.1", count_parameters, lambda f: f(torch.nn.Linear(3, 2)) == 8)'),
+        nbformat.v4.new_code_cell("assert count_parameters(torch.nn.Linear(3, 2)) == 8  # runs with the reference"),
     ])
     nbformat.write(nb, tmp_path / "00_x.ipynb")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

@@ -15,15 +15,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..checks import finite_float
 from ..decode import generate_texts
 from ..lora import apply_lora
 from ..memory import PeakEstimate, training_peak
 from ..metrics import slot_error_rate
-from ..notebook import seed_everything
 from ..params import count_parameters, gpt2_config, gpt2_parameter_count, prefix_parameter_count
 from ..prefix import PrefixTuningModel
 from ..profiles import PROFILES, Profile, get_profile
 from ..recipes import LORA_TARGETS, RECIPES, lora_targets, recipe_for
+from ..seeding import seed_everything
 from ..train import evaluate_loss, train
 from .general import general_perplexity
 
@@ -48,8 +49,7 @@ class Setting:
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "prefix"):
             raise ValueError(f"Unknown method {self.method!r}: use 'full', 'lora' or 'prefix'.")
-        if not self.lr_scale > 0:
-            raise ValueError(f"lr_scale must be a positive number, not {self.lr_scale!r}: 1 is the recipe's rate.")
+        finite_float(self.lr_scale, "lr_scale", "1 is the recipe's rate, 3 three times it.", positive=True)
         if self.method == "lora" and self.targets not in LORA_TARGETS["gpt2"]:  # "qv": the LoRA paper; "all": Biderman
             raise ValueError(f"Unknown LoRA targets {self.targets!r}: use one of {sorted(LORA_TARGETS['gpt2'])}.")
 
@@ -107,8 +107,8 @@ def learning_rate(setting: Setting, base_model: str | nn.Module) -> float:
     times the setting's ``lr_scale``.
 
     Pass the loaded model: :func:`minipeft.recipes.recipe_for` finds its recipe by its name, else by its family,
-    so a model from a local folder (a stand-in GPT-2) or the SmolLM2 the ``gpu`` profile falls back to offline
-    gets its own rates. A name must be one of the table's.
+    so a model from a local folder (a stand-in GPT-2) or a Hub id the table does not name gets its family's
+    rates. A name must be one of the table's.
     """
     if isinstance(base_model, nn.Module):
         return recipe_for(base_model).lr[METHOD_NAMES[setting.method]] * setting.lr_scale

@@ -12,6 +12,7 @@ import torch
 from datasets import load_dataset
 from torch import nn
 
+from ..checks import positive_int
 from ..corpus import heldout_text
 from ..decode import continuations
 from ..metrics import perplexity
@@ -40,8 +41,9 @@ def general_text(profile: str | Profile | None = None) -> tuple[str, str]:
 
 def text_blocks(text: str, tokenizer, block_len: int, n_blocks: int) -> torch.Tensor:
     """``n_blocks`` non-overlapping windows of ``block_len`` tokens, spread evenly over ``text``."""
-    if block_len < 2 or n_blocks < 1:
-        raise ValueError(f"text_blocks needs block_len >= 2 and n_blocks >= 1, got {block_len} and {n_blocks}.")
+    positive_int(n_blocks, "n_blocks", "Try 32.")
+    if positive_int(block_len, "block_len", "Try 128.") < 2:
+        raise ValueError(f"block_len must be at least 2 (a token and the one it predicts), got {block_len}. Try 128.")
     ids = torch.tensor(tokenizer(text)["input_ids"])
     available = len(ids) // block_len
     if available < n_blocks:

@@ -41,11 +41,11 @@ from ..data import load_restaurant, make_loader, prompt_text
 from ..decode import generate_texts
 from ..lora import apply_lora, disable_lora, lora_layers
 from ..metrics import slot_error_rate
-from ..notebook import seed_everything
 from ..paths import REPO_ROOT
 from ..prefix import PrefixTuningModel
 from ..rank import effective_rank
 from ..recipes import lora_targets
+from ..seeding import seed_everything
 from ..train import evaluate_loss, train
 from .general import text_blocks
 
@@ -185,13 +185,18 @@ def adapter_off_diff(base: nn.Module, model: nn.Module, ids: torch.Tensor, metho
         return (model.base(ids).logits - reference).abs().max().item()
 
 
-def provenance(wall_seconds: float) -> dict:
-    """Where and when a result was made: commit (and whether the tree had changes), machine, versions, date."""
+def code_version() -> dict:
+    """The commit this process runs, and whether ``minipeft/`` differed from it: read once, when a sweep starts, so
+    a file written later still names the code that made it, whatever was committed meanwhile."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "minipeft")),
-            "machine": f"{platform.machine()} {platform.processor() or platform.node()}, {os.cpu_count()} cores, "
-                       f"{torch.get_num_threads()} torch threads",
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "minipeft"))}
+
+
+def provenance(code: dict, wall_seconds: float) -> dict:
+    """Where and when a result was made: the code (:func:`code_version`), machine, versions, date, wall seconds."""
+    return {**code, "machine": f"{platform.machine()} {platform.processor() or platform.node()}, {os.cpu_count()} "
+                               f"cores, {torch.get_num_threads()} torch threads",
             "torch": torch.__version__, "transformers": transformers.__version__,
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_seconds": round(wall_seconds, 1)}
 
@@ -208,6 +213,7 @@ class LabContext:
     mrs: list[str]
     blocks: dict[str, torch.Tensor]
     before: dict[str, float]
+    code: dict
 
     @classmethod
     def create(cls, base: nn.Module, tokenizer, base_name: str, profile) -> LabContext:
@@ -216,7 +222,8 @@ class LabContext:
         blocks = general_blocks(tokenizer)
         before = {name: mean_nats(base, b) for name, b in blocks.items()}
         val_loader = make_loader(val, tokenizer, BATCH, 512, shuffle=False, drop_long=True)
-        return cls(base, tokenizer, base_name, load_restaurant("train", profile), val_loader, mrs, blocks, before)
+        return cls(base, tokenizer, base_name, load_restaurant("train", profile), val_loader, mrs, blocks, before,
+                   code_version())
 
 
 def run_path(run: LabRun, lab_dir: Path = LAB_DIR) -> Path:
@@ -239,7 +246,7 @@ def measure(run: LabRun, ctx: LabContext) -> dict:
               "off_max_abs_logit_diff": adapter_off_diff(ctx.base, model, ctx.blocks["english"][:2], run.method)}
     if run.method != "prefix":
         record.update(weight_view(ctx.base, model))
-    record["provenance"] = provenance(time.perf_counter() - start)
+    record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
     return record
 
 
@@ -277,7 +284,7 @@ def prompt_control(ctx: LabContext, lab_dir: Path = LAB_DIR) -> dict:
     record = {"prompt": PROMPT, "base_model": ctx.base_name, "general_nats_before": ctx.before,
               "general_nats_prompted": {name: prompted_nats(ctx.base, ctx.tokenizer, b, ctx.mrs)
                                         for name, b in ctx.blocks.items()}}
-    record["provenance"] = provenance(time.perf_counter() - start)
+    record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
     write_json(Path(lab_dir) / "control-prompt.json", record)
     return record
 

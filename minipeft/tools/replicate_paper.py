@@ -57,9 +57,10 @@ from minipeft.data import (
 from minipeft.decode import generate_texts
 from minipeft.lora_files import save_lora
 from minipeft.metrics import bleu, rouge_l, slot_error_rate
-from minipeft.notebook import quiet, seed_everything
+from minipeft.notebook import quiet
 from minipeft.params import count_parameters
 from minipeft.recipes import PAPER_SCHEDULES, RECIPES, build, method_name
+from minipeft.seeding import seed_everything
 from minipeft.train import train
 
 # The papers' recipe for GPT-2 Medium, from the course's one recipe table: what each method adapts (LoRA's q and v

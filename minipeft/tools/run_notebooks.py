@@ -5,7 +5,8 @@
     python scripts/run_notebooks.py 03_lora.ipynb   # some notebooks only
 
 Notebooks run in the kernel of this Python, from their own folder, and are never rewritten: outputs stay
-as committed. With ``--solutions`` (``MINIPEFT_SOLUTIONS=1``, see :mod:`minipeft.exercises`) each
+as committed. With ``--solutions`` (``MINIPEFT_SOLUTIONS=1``, see :mod:`minipeft.exercises`) the reference
+solution replaces each unwritten exercise in the notebook's namespace, so the cells after it run with it; each
 ``check("NN.k", ...)`` call must print that its exercise was filled in and checked (or is correct), so an
 exercise that silently did not run fails the command too. Prints one line per notebook and a table.
 """
