@@ -137,9 +137,10 @@ def build(method: str, model: nn.Module, recipe: Recipe | None = None, *, r: int
     ``PrefixTuningModel`` of ``prefix_len`` positions with an MLP of ``mlp_hidden``. The short names
     ``full``/``lora``/``prefix`` work too.
     """
-    method, recipe = method_name(method), recipe or recipe_for(model)
+    method = method_name(method)
     if method == "full fine-tuning":
         return model.requires_grad_(True)
+    recipe = recipe or recipe_for(model)
     if method == "prefix-tuning":
         return PrefixTuningModel(model, prefix_len=recipe.prefix_len if prefix_len is None else prefix_len,
                                  mlp_hidden=recipe.mlp_hidden if mlp_hidden is None else mlp_hidden)

@@ -18,7 +18,6 @@ Results travel between notebooks through :mod:`minipeft.results`.
 """
 
 from .experiment import (
-    METHOD_NAMES,
     Setting,
     learning_rate,
     notebook06_gpu_peaks,
@@ -30,7 +29,7 @@ from .general import PROBES, general_perplexity, general_text, probe_texts, text
 from .report import METHOD_COLORS, format_summary, plot_learn_forget
 from .verdict import claim_verdict, forgetting_by_rate, prefix_forgets_less, summarize
 
-__all__ = ["METHOD_COLORS", "METHOD_NAMES", "PROBES", "Setting", "claim_verdict", "forgetting_by_rate",
+__all__ = ["METHOD_COLORS", "PROBES", "Setting", "claim_verdict", "forgetting_by_rate",
            "format_summary", "general_perplexity", "general_text", "learning_rate", "notebook06_gpu_peaks",
            "plot_learn_forget", "prefix_forgets_less", "probe_texts", "rate_checks", "run_setting", "settings_for",
            "summarize", "text_blocks"]

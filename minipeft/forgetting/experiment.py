@@ -17,18 +17,14 @@ from torch.utils.data import DataLoader
 
 from ..checks import finite_float
 from ..decode import generate_texts
-from ..lora import apply_lora
 from ..memory import PeakEstimate, training_peak
 from ..metrics import slot_error_rate
 from ..params import count_parameters, gpt2_config, gpt2_parameter_count, prefix_parameter_count
-from ..prefix import PrefixTuningModel
 from ..profiles import PROFILES, Profile, get_profile
-from ..recipes import LORA_TARGETS, RECIPES, lora_targets, recipe_for
+from ..recipes import LORA_TARGETS, RECIPES, build, recipe_for
 from ..seeding import seed_everything
 from ..train import evaluate_loss, train
 from .general import general_perplexity
-
-METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix-tuning"}  # as minipeft.recipes names them
 
 
 @dataclass(frozen=True)
@@ -70,13 +66,10 @@ class Setting:
         return f"{self.name} lr/{1 / self.lr_scale:g}" if self.lr_scale < 1 else f"{self.name} lr x{self.lr_scale:g}"
 
     def build(self, base: nn.Module) -> nn.Module:
-        """A trainable model on a *copy* of ``base`` (``base`` itself is never changed)."""
-        model = copy.deepcopy(base)
-        if self.method == "full":
-            return model.requires_grad_(True)
-        if self.method == "lora":
-            return apply_lora(model, r=self.r, alpha=self.alpha, **lora_targets(model, self.targets))
-        return PrefixTuningModel(model, prefix_len=self.length, mlp_hidden=self.mlp_hidden)
+        """A trainable model on a *copy* of ``base`` (``base`` itself is never changed): :func:`minipeft.recipes.build`
+        with this setting's size."""
+        return build(self.method, copy.deepcopy(base), r=self.r, alpha=self.alpha, targets=self.targets,
+                     prefix_len=self.length, mlp_hidden=self.mlp_hidden)
 
 
 def settings_for(profile: str | Profile | None = None) -> list[Setting]:
@@ -111,11 +104,11 @@ def learning_rate(setting: Setting, base_model: str | nn.Module) -> float:
     rates. A name must be one of the table's.
     """
     if isinstance(base_model, nn.Module):
-        return recipe_for(base_model).lr[METHOD_NAMES[setting.method]] * setting.lr_scale
+        return recipe_for(base_model).rate(setting.method) * setting.lr_scale
     if base_model not in RECIPES:
         raise ValueError(f"No recipe for base model {base_model!r}; minipeft.recipes has {sorted(RECIPES)}. "
                          f"Pass the loaded model instead, and its family's recipe is used.")
-    return RECIPES[base_model].lr[METHOD_NAMES[setting.method]] * setting.lr_scale
+    return RECIPES[base_model].rate(setting.method) * setting.lr_scale
 
 
 def run_setting(setting: Setting, base: nn.Module, train_loader: DataLoader, val_loader: DataLoader,

@@ -39,12 +39,11 @@ from torch import nn
 
 from ..data import load_restaurant, make_loader, prompt_text
 from ..decode import generate_texts
-from ..lora import apply_lora, disable_lora, lora_layers
+from ..lora import disable_lora, lora_layers
 from ..metrics import slot_error_rate
 from ..paths import REPO_ROOT
-from ..prefix import PrefixTuningModel
 from ..rank import effective_rank
-from ..recipes import lora_targets
+from ..recipes import build
 from ..seeding import seed_everything
 from ..train import evaluate_loss, train
 from .general import text_blocks
@@ -89,12 +88,8 @@ class LabRun:
     def build(self, base: nn.Module) -> nn.Module:
         """The model to train, on a copy of ``base``; the adapter's initial draw comes from this run's seed."""
         seed_everything(self.seed)
-        model = copy.deepcopy(base)
-        if self.method == "full":
-            return model.requires_grad_(True)
-        if self.method == "lora":
-            return apply_lora(model, r=self.r, alpha=self.alpha, **lora_targets(model, self.targets))
-        return PrefixTuningModel(model, prefix_len=self.length, mlp_hidden=512)
+        return build(self.method, copy.deepcopy(base), r=self.r, alpha=self.alpha, targets=self.targets,
+                     prefix_len=self.length, mlp_hidden=512)
 
 
 def main_grid() -> list[LabRun]:

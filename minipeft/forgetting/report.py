@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
-from .experiment import METHOD_NAMES
+from ..recipes import method_name
 
 
 def format_summary(summary: Sequence[dict]) -> str:
@@ -39,7 +39,7 @@ def plot_learn_forget(summary: Sequence[dict], ax=None, title: str | None = None
         ax.annotate(s["label"], (s["task_loss_mean"], s["ppl_increase_pct_mean"]), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     for method, color in METHOD_COLORS.items():
-        ax.plot([], [], "o", color=color, label=METHOD_NAMES[method])
+        ax.plot([], [], "o", color=color, label=method_name(method))
     ax.axhline(0, color="grey", lw=0.8, ls=":")
     ax.set_yscale("symlog", linthresh=10)
     ys = [s["ppl_increase_pct_mean"] for s in summary]
