@@ -24,21 +24,31 @@ def test_recipes_are_the_papers(script):
     assert script.PAPER["lora"]["BLEU"] == 70.4 and script.PAPER["prefix"]["BLEU"] == 69.7
 
 
-def test_label_smoothing_wrapper_matches_the_model_loss_without_smoothing(script):
+def test_train_label_smooths_the_loss_as_the_lora_paper_when_asked():
+    """The recipe's label smoothing 0.1 is minipeft.train's option: (1 - eps) NLL + eps x cross-entropy with the
+    uniform distribution, over the labelled next tokens only."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from minipeft.train import train, training_loss
+
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).eval()
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+    model = GPT2LMHeadModel(config).eval()
     ids = torch.randint(0, 50, (2, 7))
     labels = ids.clone()
     labels[:, :3] = -100
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    plain = model(**batch).loss
-    assert script.LabelSmoothed(model, 0.0)(**batch).loss.item() == pytest.approx(plain.item(), rel=1e-5)
-    logp = model(**batch).logits[:, :-1].log_softmax(-1)[labels[:, 1:] != -100]  # the 2 x 3 predicted tokens
-    nll = -logp.gather(1, labels[:, 1:][labels[:, 1:] != -100].unsqueeze(1)).mean()
-    by_hand = 0.9 * nll - 0.1 * logp.mean(1).mean()  # (1 - eps) NLL + eps x cross-entropy with uniform
-    assert script.LabelSmoothed(model, 0.1)(**batch).loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    with torch.no_grad():
+        plain = model(**batch).loss
+        assert training_loss(model, batch, 1e-9).item() == pytest.approx(plain.item(), rel=1e-5)  # same tokens
+        logp = model(**batch).logits[:, :-1].log_softmax(-1)[labels[:, 1:] != -100]  # the 2 x 3 predicted tokens
+        nll = -logp.gather(1, labels[:, 1:][labels[:, 1:] != -100].unsqueeze(1)).mean()
+        by_hand = 0.9 * nll - 0.1 * logp.mean(1).mean()
+        assert training_loss(model, batch, 0.1).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    history = train(model, [batch], steps=1, lr=1e-3, label_smoothing=0.1, progress=False)
+    assert history.train_loss[0] == pytest.approx(by_hand.item(), rel=1e-5) and abs(by_hand - plain).item() > 1e-3
+    with pytest.raises(ValueError, match="label_smoothing"):
+        train(model, [batch], steps=1, lr=1e-3, label_smoothing=1.0, progress=False)
 
 
 def test_smoke_run_prints_the_table_beside_the_paper(script, tmp_path, capsys):
@@ -83,7 +93,7 @@ def test_a_llama_model_replicates_too(tmp_path, capsys):
     from conftest import make_tiny_llama
 
     from minipeft.base_model import gpt2_tokenizer
-    from minipeft.memory import count_parameters
+    from minipeft.params import count_parameters
 
     folder = tmp_path / "tiny-llama"
     make_tiny_llama(vocab_size=50257, max_position_embeddings=256, bos_token_id=50256, eos_token_id=50256,

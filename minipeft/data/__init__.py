@@ -29,6 +29,7 @@ from .loaders import (
     E2E_HUB_REVISION,
     RESTAURANTS_DIR,
     SPLITS,
+    first_mrs,
     first_rows,
     group_by_mr,
     load_e2e,
@@ -43,6 +44,6 @@ from .mr import SLOTS, Pair, check_pairs, format_mr, parse_mr
 __all__ = ["E2E_DIR_ENV", "E2E_FILES", "E2E_HUB_ID", "E2E_HUB_REVISION", "IGNORE_INDEX", "LANDMARKS", "NAMES", "Pair",
            "RESTAURANTS_DIR", "SEP", "SLOTS", "SPLITS", "VALUES", "build_restaurant_files", "check_pairs",
            "encode_pair",
-           "first_rows", "format_mr", "generate_restaurants", "group_by_mr", "load_e2e", "load_e2e_csv",
+           "first_mrs", "first_rows", "format_mr", "generate_restaurants", "group_by_mr", "load_e2e", "load_e2e_csv",
            "load_e2e_or_offline", "load_restaurant", "make_loader", "parse_mr", "prompt_text", "random_mr", "read_csv",
            "realise", "write_csv"]

@@ -135,6 +135,12 @@ def first_rows(pairs: Sequence[Pair], n: int, whole_mrs: bool = False) -> list[P
     return kept
 
 
+def first_mrs(pairs: Sequence[Pair], n: int) -> list[Pair]:
+    """The pairs of the first ``n`` distinct MRs, each with all of its references: ``n`` counts MRs, not rows."""
+    keep = set(list(group_by_mr(pairs))[:n])
+    return [pair for pair in pairs if pair[0] in keep]
+
+
 def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tuple[list[Pair], str]:
     """Real E2E in the ``gpu`` profile when the Hub answers, else the offline set; returns (pairs, source).
 

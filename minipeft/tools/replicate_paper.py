@@ -38,16 +38,14 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from minipeft.base_model import context_length, load_base_model
 from minipeft.data import (
     E2E_FILES,
-    IGNORE_INDEX,
+    first_mrs,
     group_by_mr,
     load_e2e,
     load_e2e_csv,
@@ -76,34 +74,18 @@ PAPER = {
 }
 
 
-class LabelSmoothed(nn.Module):
-    """Wrap a causal LM so that ``.loss`` is label-smoothed cross-entropy on the labelled tokens."""
-
-    def __init__(self, model: nn.Module, smoothing: float) -> None:
-        super().__init__()
-        self.model, self.smoothing = model, smoothing
-
-    def forward(self, input_ids, attention_mask, labels):
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=IGNORE_INDEX, label_smoothing=self.smoothing)
-        return SimpleNamespace(loss=loss, logits=logits)
-
-
 def load_split(split: str, args) -> list[tuple[str, str]]:
-    n = {"train": args.n_train, "validation": None, "test": args.n_test}[split]
+    """The offline set, the E2E CSVs of ``--e2e-dir`` or E2E from the Hub; the first ``--n-train`` training pairs,
+    the first ``--n-test`` test MRs (each with all its references)."""
     if args.data == "offline":
         pairs = load_restaurant(split, "cpu")
     elif args.e2e_dir:
         pairs = load_e2e_csv(Path(args.e2e_dir) / E2E_FILES[split])
     else:
         pairs = load_e2e(split)
-    if n is None:
-        return pairs
-    if split == "test":  # keep whole MRs: n_test counts MRs, each with all its references
-        keep = set(list(group_by_mr(pairs))[:n])
-        return [p for p in pairs if p[0] in keep]
-    return pairs[:n]
+    if split == "test" and args.n_test is not None:
+        return first_mrs(pairs, args.n_test)
+    return pairs[:args.n_train] if split == "train" else pairs
 
 
 def saved_size(method: str, model: nn.Module) -> int:
@@ -129,9 +111,9 @@ def run_method(method: str, args, train_pairs, test_groups, device) -> dict:
     trainable = count_parameters(model, trainable_only=True)
     print(f"\n{method}: {trainable:,} trainable parameters, {steps:,} steps "
           f"({recipe.epochs} epochs of {len(loader):,} batches of {recipe.batch_size}), lr {lr}")
-    trainee = LabelSmoothed(model, recipe.label_smoothing) if recipe.label_smoothing else model
-    history = train(trainee, loader, steps=steps, lr=lr, warmup_steps=min(recipe.warmup_steps, steps // 2),
-                    weight_decay=recipe.weight_decay, device=device, seed=args.seed, progress=not args.quiet)
+    history = train(model, loader, steps=steps, lr=lr, warmup_steps=min(recipe.warmup_steps, steps // 2),
+                    weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing, device=device,
+                    seed=args.seed, progress=not args.quiet)
     mrs = list(test_groups)
     outputs = generate_texts(model, tokenizer, mrs, max_new_tokens=args.max_new_tokens,
                              batch_size=args.eval_batch_size, num_beams=args.num_beams or recipe.num_beams,
