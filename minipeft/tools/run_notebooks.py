@@ -1,8 +1,8 @@
 """Run every notebook top to bottom, time it, and (with ``--solutions``) prove every exercise check passes.
 
-    python scripts/run_notebooks.py                 # all notebooks, the active profile (MINIPEFT_PROFILE)
-    python scripts/run_notebooks.py --solutions     # every unwritten exercise filled with its reference solution
-    python scripts/run_notebooks.py 03_lora.ipynb   # some notebooks only
+    python -m minipeft.tools.run_notebooks                 # all notebooks, the active profile (MINIPEFT_PROFILE)
+    python -m minipeft.tools.run_notebooks --solutions     # every unwritten exercise filled with its reference solution
+    python -m minipeft.tools.run_notebooks 03_lora.ipynb   # some notebooks only
 
 Notebooks run in the kernel of this Python, from their own folder, and are never rewritten: outputs stay
 as committed. With ``--solutions`` (``MINIPEFT_SOLUTIONS=1``, see :mod:`minipeft.exercises`) the reference
@@ -25,7 +25,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from minipeft.paths import REPO_ROOT as ROOT
+from minipeft.paths import REPO_ROOT
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d\d\.\d+)["']""")
 CHECK_PASSED = re.compile(r"Exercise (\d\d\.\d+): (?:solution filled in|correct!)")
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MINIPEFT_SOLUTIONS"] = "1"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # the kernels import this checkout's minipeft even where it is not pip-installed
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    paths = [ROOT / "notebooks" / n for n in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    notebooks = REPO_ROOT / "notebooks"
+    paths = [notebooks / n for n in args.notebooks] or sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     profile = os.environ.get("MINIPEFT_PROFILE", "(default from the hardware)")
     timeout = args.timeout or (600 if profile == "ci" else 3600)
     print(f"profile {profile}, solutions {'filled in' if args.solutions else 'as written'}, {len(paths)} notebooks")
