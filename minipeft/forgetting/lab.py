@@ -221,8 +221,8 @@ class LabContext:
                    code_version())
 
 
-def run_path(run: LabRun, lab_dir: Path = LAB_DIR) -> Path:
-    return lab_dir / f"{run.name}.json"
+def run_path(run: LabRun, lab_dir: str | Path = LAB_DIR) -> Path:
+    return Path(lab_dir) / f"{run.name}.json"
 
 
 def measure(run: LabRun, ctx: LabContext) -> dict:
