@@ -1,6 +1,6 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
 .PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
-	gpu-dry gpu-check bench
+	gpu-dry gpu-check bench forgetting-lab
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +32,11 @@ outputs: setup
 
 # minipeft's LoRA and prefix-tuning against peft's: step time, memory, parameter counts (benchmarks/; minutes on a
 # CPU, the numbers depend on the machine). tests/test_benchmarks.py runs both at tiny sizes in `make test`.
+# Notebook 06's forgetting lab on SmolLM2-135M: every run not yet in results/forgetting-lab/ (one JSON each, with
+# provenance; about 5 minutes a run on 2 cores, so hours in all: stop it any time, it resumes). ARGS="--max-runs 4".
+forgetting-lab: setup
+	.venv/bin/python scripts/forgetting_lab.py $(ARGS)
+
 bench: setup
 	.venv/bin/python benchmarks/bench_lora.py
 	.venv/bin/python benchmarks/bench_prefix.py

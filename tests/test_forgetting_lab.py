@@ -89,3 +89,92 @@ def iv(mean: float, half: float = 0.1) -> Interval:
 ])
 def test_verdict_on_constructed_cases(claimed, other, expected):
     assert verdict(claimed, other) == expected
+
+
+# ----------------------------------------------------------------------------- one run, measured on a tiny model
+import torch  # noqa: E402
+from conftest import make_tiny_llama  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from minipeft.data import prompt_text  # noqa: E402
+from minipeft.forgetting import lab  # noqa: E402
+from minipeft.smollm2 import SMOLLM2_DIR  # noqa: E402
+
+
+def test_intruders_counts_a_new_direction_unlike_every_old_one():
+    w0 = torch.diag(torch.arange(10.0, 0.0, -1.0))  # singular vectors: the basis vectors e_1 ... e_10
+    u = torch.ones(10) / 10**0.5  # cosine 1/sqrt(10) = 0.316 with every e_i: below 0.5
+    assert lab.intruders(w0, w0 + 100 * torch.outer(u, u), k=1) == 1
+    v = (torch.eye(10)[0] + torch.eye(10)[1]) / 2**0.5  # cosine 0.707 with e_1 and e_2: not an intruder
+    assert lab.intruders(w0, w0 + 100 * torch.outer(v, v), k=1) == 0
+    assert lab.intruders(w0, w0, k=3) == 0
+
+
+def test_lora_alpha_follows_rslora():
+    # alpha / r = ALPHA_RS / sqrt(r): 8 * sqrt(2) / sqrt(2) = 8 at r=2 (the course recipe's alpha 16 at r=2)
+    run = lab.LabRun("lora", 1e-2, 0, r=2, targets="qv")
+    assert math.isclose(run.alpha / run.r, 8.0)
+    assert math.isclose(lab.LabRun("lora", 1e-2, 0, r=64, targets="qv").alpha / 64, 8 * 2**0.5 / 8)
+
+
+def test_the_grids_hold_what_the_issue_asks():
+    runs = lab.main_grid()
+    assert len(runs) == 60 and len({r.name for r in runs}) == 60
+    for rates in lab.RATES.values():
+        assert len(rates) >= 4 and max(rates) / min(rates) >= 30
+    assert {(r.r, r.targets) for r in lab.rank_grid()} == set(lab.RANK_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def tiny_context(tmp_path_factory):
+    if not (SMOLLM2_DIR / "tokenizer.json").is_file():
+        pytest.skip(f"SmolLM2's tokenizer is not cached at {SMOLLM2_DIR} (set-up builds it)")
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2_DIR)
+    base = make_tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=512, pad_token_id=tokenizer.eos_token_id,
+                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    old = dict(lab.TEXTS)
+    lab.TEXTS.update(english=4, shakespeare=2)
+    try:
+        ctx = lab.LabContext.create(base, tokenizer, "tiny-llama", "ci")
+    finally:
+        lab.TEXTS.update(old)
+    ctx.mrs = ctx.mrs[:4]
+    return ctx
+
+
+@pytest.mark.parametrize("run", [lab.LabRun("full", 1e-3, 0, steps=2), lab.LabRun("lora", 1e-2, 1, r=2, targets="qv",
+                                 steps=2), lab.LabRun("prefix", 1e-2, 0, length=3, steps=2)], ids=lambda r: r.method)
+def test_a_run_measures_learning_forgetting_and_controls(tiny_context, run, tmp_path):
+    before = {k: v.clone() for k, v in tiny_context.base.state_dict().items()}
+    (path,) = lab.sweep([run, run], tiny_context, tmp_path)  # the second is the same run: skipped once written
+    record = lab.load_runs(tmp_path)[0]
+    assert path.name == f"{run.name}.json" and record["method"] == run.method and record["seed"] == run.seed
+    assert set(record["general_nats_after"]) == {"english", "shakespeare"}
+    assert record["general_nats_before"] == tiny_context.before
+    assert record["general_nats_after"] != record["general_nats_before"]  # training moved the model
+    assert 0 <= record["ser"] <= 1 and record["task_loss"] > 0
+    assert record["off_max_abs_logit_diff"] == (None if run.method == "full" else 0.0)
+    assert ("dw_rel_norm" in record) == (run.method != "prefix")
+    if run.method != "prefix":
+        assert record["dw_rel_norm"] > 0 and record["dw_effective_rank"] >= 1 and isinstance(record["intruders"], int)
+    assert {"commit", "dirty", "machine", "date", "wall_seconds"} <= set(record["provenance"])
+    assert all(torch.equal(v, before[k]) for k, v in tiny_context.base.state_dict().items())  # base untouched
+    assert lab.sweep([run], tiny_context, tmp_path) == []  # resumable: nothing left to do
+
+
+def test_the_prompt_control_scores_the_same_tokens(tiny_context, tmp_path):
+    record = lab.prompt_control(tiny_context, tmp_path)
+    assert (tmp_path / "control-prompt.json").is_file()
+    assert set(record["general_nats_prompted"]) == set(tiny_context.before)
+    # by hand, for one block: the prompt and MR in front, cross-entropy on the block's tokens 2..n only
+    model, tokenizer, block, mr = tiny_context.base, tiny_context.tokenizer, tiny_context.blocks["english"][0], \
+        tiny_context.mrs[0]
+    prompt = tokenizer(lab.PROMPT + prompt_text(mr))["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + block.tolist()])).logits[0]
+    predicted = logits[len(prompt):-1]  # the positions that predict block[1:]
+    expected = torch.nn.functional.cross_entropy(predicted.float(), block[1:]).item()
+    got = lab.prompted_nats(model, tokenizer, block[None], [mr])
+    assert math.isclose(got, expected, rel_tol=1e-5)
+    assert not math.isclose(got, lab.mean_nats(model, block[None]), rel_tol=1e-5)  # the context changed the score

@@ -258,16 +258,20 @@ def load_runs(lab_dir: Path = LAB_DIR) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(lab_dir).glob("*-seed*.json"))]
 
 
-def sweep(runs: list[LabRun], ctx: LabContext, lab_dir: Path = LAB_DIR, max_runs: int | None = None) -> list[Path]:
-    """Measure every run of ``runs`` whose file is not in ``lab_dir`` yet (at most ``max_runs``), one file each."""
-    todo = [run for run in runs if not run_path(run, lab_dir).is_file()][:max_runs]
-    written = []
-    for i, run in enumerate(todo, 1):
+def sweep(runs: list[LabRun], ctx: LabContext, lab_dir: str | Path = LAB_DIR, max_runs: int | None = None
+          ) -> list[Path]:
+    """Measure every run of ``runs`` whose file is not in ``lab_dir`` yet (at most ``max_runs``), one file each.
+    Each file is looked for just before its run, so a run another sweep finished meanwhile is not done twice."""
+    written: list[Path] = []
+    for run in runs:
+        path = run_path(run, lab_dir)
+        if path.is_file() or (max_runs is not None and len(written) >= max_runs):
+            continue
         record = measure(run, ctx)
-        write_json(run_path(run, lab_dir), record)
-        written.append(run_path(run, lab_dir))
+        write_json(path, record)
+        written.append(path)
         forgot = record["general_nats_after"]["english"] - record["general_nats_before"]["english"]
-        print(f"[{i}/{len(todo)}] {run.name}: task loss {record['task_loss']:.3f}, SER {record['ser']:.1%}, "
+        print(f"[{len(written)}] {run.name}: task loss {record['task_loss']:.3f}, SER {record['ser']:.1%}, "
               f"forgetting {forgot:+.3f} nats (English), {record['provenance']['wall_seconds']:.0f} s", flush=True)
     return written
 
