@@ -86,14 +86,14 @@ RECIPES: dict[str, Recipe] = {
         note="the LoRA paper's E2E setting (q and v, r=4, alpha=32); not measured here (no GPU)",
         lessons={"02": {"prompt-tuning": 1e-1, "prefix-tuning": 1e-2}, "03": {"LoRA": 2e-4},
                  "04": {"full fine-tuning": 5e-4, "LoRA": 5e-3}}),
-    "gpt2-medium": Recipe(
+    "papers-gpt2-medium": Recipe(
         lr={"full fine-tuning": 5e-5, "prefix-tuning": 5e-5, "LoRA": 2e-4},
         lora={"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True, "dropout": 0.1},
         note="the papers' E2E recipes for GPT-2 Medium (scripts/replicate_paper.py): LoRA (Hu et al., 2021) q and v, "
              "r=4, alpha=32, dropout 0.1, lr 2e-4; prefix (Li & Liang, 2021) P=10, MLP 512, lr 5e-5; full fine-tuning "
              "lr 5e-5 (our choice: the papers' FT rows report 68.2 and 68.8 BLEU)"),
 }
-# The papers' schedules (scripts/replicate_paper.py), beside the gpt2-medium recipe's rates; see
+# The papers' schedules (scripts/replicate_paper.py), beside the papers-gpt2-medium recipe's rates; see
 # ../shared/reference/anchors.md. The course's short runs do not use them.
 PAPER_SCHEDULES = {
     "LoRA": Schedule(batch_size=8, epochs=5, num_beams=10, warmup_steps=500, weight_decay=0.01, label_smoothing=0.1),

@@ -74,7 +74,7 @@ def test_lesson_rates_fall_back_to_notebook_05s():
 
 
 def test_the_papers_recipe_and_schedules():
-    paper = RECIPES["gpt2-medium"]
+    paper = RECIPES["papers-gpt2-medium"]
     assert paper.lr == {"full fine-tuning": 5e-5, "prefix-tuning": 5e-5, "LoRA": 2e-4}
     assert paper.lora == {"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True, "dropout": 0.1}
     assert (paper.prefix_len, paper.mlp_hidden) == (10, 512)
@@ -82,3 +82,11 @@ def test_the_papers_recipe_and_schedules():
     assert (lora.batch_size, lora.epochs, lora.warmup_steps, lora.weight_decay, lora.label_smoothing,
             lora.num_beams) == (8, 5, 500, 0.01, 0.1, 10)
     assert (prefix.batch_size, prefix.epochs, prefix.num_beams, prefix.label_smoothing) == (5, 10, 5, 0.0)
+
+
+def test_a_gpt2_medium_model_gets_its_familys_lessons_not_the_papers_recipe(tiny_gpt2):
+    # MINIPEFT_GPT2_MODEL=gpt2-medium: notebooks 02-04 must keep their lesson rates (the papers' recipe has none)
+    model = tiny_gpt2()
+    model.name_or_path = "gpt2-medium"
+    assert recipe_for(model) is RECIPES["gpt2"]
+    assert recipe_for(model).rate("prompt-tuning", notebook="02") == 1e-1

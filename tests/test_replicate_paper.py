@@ -19,7 +19,7 @@ def test_recipes_are_the_papers(script):
     """The rates and schedules are the recipe table's (tests/test_recipes.py checks them against the papers)."""
     from minipeft.recipes import PAPER_SCHEDULES, RECIPES
 
-    assert script.RECIPE is RECIPES["gpt2-medium"] and script.RECIPE.rate("lora") == 2e-4
+    assert script.RECIPE is RECIPES["papers-gpt2-medium"] and script.RECIPE.rate("lora") == 2e-4
     assert PAPER_SCHEDULES["LoRA"].label_smoothing == 0.1
     assert script.PAPER["lora"]["BLEU"] == 70.4 and script.PAPER["prefix"]["BLEU"] == 69.7
 

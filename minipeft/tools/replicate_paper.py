@@ -5,7 +5,7 @@ search on every test MR, and scored against all of that MR's human references (B
 ROUGE-L as E2E's scorer, plus the slot error rate). The table puts our numbers beside the papers'.
 
 Recipes (from the papers, see ``../shared/reference/anchors.md``; in :mod:`minipeft.recipes` as the
-``gpt2-medium`` recipe and ``PAPER_SCHEDULES``):
+``papers-gpt2-medium`` recipe and ``PAPER_SCHEDULES``):
 
 - LoRA (Hu et al., 2021): q and v of every layer, r=4, alpha=32, dropout 0.1, AdamW lr 2e-4,
   weight decay 0.01, batch 8, 5 epochs, 500 warm-up steps then linear decay, label smoothing 0.1, beam 10.
@@ -64,7 +64,7 @@ from minipeft.train import train
 # The papers' recipe for GPT-2 Medium, from the course's one recipe table: what each method adapts (LoRA's q and v
 # at r=4, alpha=32, dropout 0.1; prefix P=10 with an MLP of 512) and its learning rate; PAPER_SCHEDULES holds the
 # rest of each paper's schedule (batch, epochs, warm-up, weight decay, label smoothing, beams).
-RECIPE = RECIPES["gpt2-medium"]
+RECIPE = RECIPES["papers-gpt2-medium"]
 METHODS = ("lora", "prefix", "full")
 # LoRA paper, Table 3, E2E NLG, GPT-2 Medium (prefix: Li & Liang report 70.3 BLEU for their own run)
 PAPER = {
