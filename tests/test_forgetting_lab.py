@@ -178,3 +178,13 @@ def test_the_prompt_control_scores_the_same_tokens(tiny_context, tmp_path):
     got = lab.prompted_nats(model, tokenizer, block[None], [mr])
     assert math.isclose(got, expected, rel_tol=1e-5)
     assert not math.isclose(got, lab.mean_nats(model, block[None]), rel_tol=1e-5)  # the context changed the score
+
+
+def test_format_runs_reads_forgetting_in_nats():
+    record = {"method": "lora", "r": 8, "targets": "qv", "length": None, "lr": 0.01, "seed": 2, "task_loss": 0.41,
+              "ser": 0.125, "general_nats_before": {"english": 2.75, "shakespeare": 3.75},
+              "general_nats_after": {"english": 3.0, "shakespeare": 3.5}}
+    assert lab.forgetting_nats(record) == 0.25 and lab.forgetting_nats(record, "shakespeare") == -0.25
+    assert lab.setting_name(record) == "lora r=8 qv"
+    line = lab.format_runs([record]).splitlines()[1].split()
+    assert line[:4] == ["lora", "r=8", "qv", "0.01"] and line[4:] == ["2", "0.410", "12.5", "+0.250", "-0.250"]

@@ -310,3 +310,24 @@ def run_sweep(grids: tuple[str, ...] = ("main", "rank"), max_runs: int | None = 
     if control and not (Path(lab_dir) / "control-prompt.json").is_file():
         prompt_control(ctx, lab_dir)
     return sweep(runs, ctx, lab_dir, max_runs)
+
+
+def forgetting_nats(record: dict, text: str = "english") -> float:
+    """How far a run raised the base model's mean cross-entropy on ``text`` (nats per token; up = forgot more)."""
+    return record["general_nats_after"][text] - record["general_nats_before"][text]
+
+
+def setting_name(record: dict) -> str:
+    """A run's method and size, whatever its rate and seed: ``full``, ``lora r=8 qv``, ``prefix P=10``."""
+    size = {"full": "", "lora": f" r={record['r']} {record['targets']}", "prefix": f" P={record['length']}"}
+    return record["method"] + size[record["method"]]
+
+
+def format_runs(records: list[dict]) -> str:
+    """One line per run: setting, rate, seed, task loss, slot errors and forgetting on each general text."""
+    lines = [f"{'setting':<16} {'lr':>8} {'seed':>4} {'task loss':>9} {'SER %':>6} "
+             + " ".join(f"{'forgot ' + t:>17}" for t in TEXTS)]
+    for r in sorted(records, key=lambda r: (setting_name(r), r["lr"], r["seed"])):
+        lines.append(f"{setting_name(r):<16} {r['lr']:>8.3g} {r['seed']:>4} {r['task_loss']:>9.3f} "
+                     f"{100 * r['ser']:>6.1f} " + " ".join(f"{forgetting_nats(r, t):>+17.3f}" for t in TEXTS))
+    return "\n".join(lines)
