@@ -53,11 +53,16 @@ def text_blocks(text: str, tokenizer, block_len: int, n_blocks: int) -> torch.Te
     return torch.stack([ids[s:s + block_len] for s in starts.tolist()])
 
 
-def general_perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    """exp(mean next-token loss) of ``model`` over ``blocks`` (works for plain, LoRA and prefix models)."""
+def mean_nats(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean next-token cross-entropy (nats per token) of ``model`` over ``blocks`` (plain, LoRA and prefix models)."""
     batches = ({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
                for ids in blocks.split(batch_size))
-    return perplexity(evaluate_loss(model, batches))
+    return evaluate_loss(model, batches)
+
+
+def general_perplexity(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """exp(:func:`mean_nats`): the perplexity of ``model`` over ``blocks``."""
+    return perplexity(mean_nats(model, blocks, batch_size))
 
 
 def probe_texts(model: nn.Module, tokenizer, prompts: Sequence[str] = PROBES, max_new_tokens: int = 20) -> list[str]:

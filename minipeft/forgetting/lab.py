@@ -46,7 +46,7 @@ from ..rank import effective_rank
 from ..recipes import build
 from ..seeding import seed_everything
 from ..train import evaluate_loss, train
-from .general import text_blocks
+from .general import mean_nats, text_blocks
 
 LAB_DIR = REPO_ROOT / "results" / "forgetting-lab"
 ALPHA_RS = 8 * math.sqrt(2)
@@ -113,13 +113,6 @@ def general_blocks(tokenizer) -> dict[str, torch.Tensor]:
 
     texts = {"english": "\n\n".join(topics[k] for k in sorted(topics)), "shakespeare": heldout_text()}
     return {name: text_blocks(texts[name], tokenizer, BLOCK_LEN, n) for name, n in TEXTS.items()}
-
-
-def mean_nats(model: nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    """Mean next-token cross-entropy (nats per token) of ``model`` over ``blocks``."""
-    batches = ({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-               for ids in blocks.split(batch_size))
-    return evaluate_loss(model, batches)
 
 
 def prompted_nats(model: nn.Module, tokenizer, blocks: torch.Tensor, mrs: list[str]) -> float:
