@@ -312,8 +312,10 @@ def forgetting_nats(record: dict, text: str = "english") -> float:
 
 def setting_name(record: dict) -> str:
     """A run's method and size, whatever its rate and seed: ``full``, ``lora r=8 qv``, ``prefix P=10``."""
-    size = {"full": "", "lora": f" r={record['r']} {record['targets']}", "prefix": f" P={record['length']}"}
-    return record["method"] + size[record["method"]]
+    method = record["method"]
+    if method == "lora":
+        return f"lora r={record['r']} {record['targets']}"
+    return f"prefix P={record['length']}" if method == "prefix" else method
 
 
 def format_runs(records: list[dict]) -> str:
