@@ -15,8 +15,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..profiles import Profile, get_profile
 from .frontier import Interval, Point, at_matched_loss, frontier, matched_levels, pareto, verdict
-from .lab import forgetting_nats, load_runs, setting_name
+from .lab import RATES, LabRun, forgetting_nats, lab_scale, load_runs, main_grid, setting_name
 
 MIN_SEEDS = 3
 MAIN_SETTINGS = {"full": "full", "prefix": "prefix P=10", "lora": "lora r=8 qv"}  # the main grid's sizes
@@ -92,6 +93,22 @@ def best_task_loss(records: Sequence[dict], setting: str) -> tuple[float, Interv
         raise ValueError(f"No runs of {setting!r}: settings present are {sorted({setting_name(r) for r in records})}.")
     best = min(front, key=lambda p: p.loss.mean)
     return best.lr, best.loss
+
+
+def live_slice(profile: str | Profile | None, records: Sequence[dict]) -> list[LabRun]:
+    """The runs a notebook trains live: on a GPU (not a dry run) the whole main grid; elsewhere each method once,
+    seed 0, at its best rate in ``records`` (the middle of its grid when it has no runs there), so a ``cpu`` run
+    repeats three committed runs and shows they reproduce."""
+    profile = get_profile(profile)
+    scale = lab_scale(profile)
+    if profile.name == "gpu" and not profile.dry_run:
+        return main_grid()
+    runs = []
+    for method, setting in MAIN_SETTINGS.items():
+        size = next(r for r in main_grid() if r.method == method)
+        lr = best_task_loss(records, setting)[0] if runs_of(records, setting) else RATES[method][1]
+        runs.append(LabRun(method, lr, 0, size.r, size.targets, size.length, scale.steps))
+    return runs
 
 
 def front_means(front: Sequence[Point]) -> list[tuple[float, float]]:
