@@ -101,8 +101,8 @@ def test_linear4bit_computes_with_the_dequantised_weight(tiny_gpt2):
     with its weight replaced by the dequantised one, bias kept in fp32; buffers only, no trainable parameter."""
     torch.manual_seed(0)
     linear, conv = nn.Linear(64, 48), tiny_gpt2().transformer.h[0].attn.c_attn
-    x = torch.randn(3, 64)
-    for layer, x in ((linear, x), (conv, x[:, :32])):
+    inputs = torch.randn(3, 64)
+    for layer, x in ((linear, inputs), (conv, inputs[:, :32])):
         q = Linear4bit.from_layer(layer)
         w = dequantize_nf4(q.quantised())
         expected = F.linear(x, w, layer.bias)
