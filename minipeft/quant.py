@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-__all__ = ["NF4_OFFSET", "Linear4bit", "NF4Measurement", "dequantize_nf4", "measure_nf4", "nf4_levels",
-           "quantize_model", "quantize_nf4", "storage_bytes"]
+__all__ = ["NF4_LEVELS", "NF4_OFFSET", "Linear4bit", "NF4Measurement", "NF4Weight", "block_scales", "dequantize_nf4",
+           "measure_nf4", "nf4_levels", "quantize_model", "quantize_nf4", "storage_bytes"]
 
 NF4_OFFSET = 0.9677083  # QLoRA's outermost quantile: norm.ppf(0.9677083) ~ 1.848 standard deviations
 BLOCK_SIZE = 64  # weights per absmax scale (QLoRA)
