@@ -131,8 +131,8 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path, tiny_gpt2, snaps
     base = tiny_gpt2()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        olora = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=2, target_modules=["c_attn"],
-                                                                           fan_in_fan_out=True, init_lora_weights="olora"))
+        config = peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights="olora")
+        olora = peft.get_peft_model(copy.deepcopy(base), config)
     olora.save_pretrained(tmp_path)
     fresh = tiny_gpt2()
     before = snapshot(fresh)
