@@ -207,3 +207,30 @@ def test_pissa_converted_for_the_original_weights_matches_peft(tmp_path, family,
         assert relative_error(in_peft(ids).logits, expected) < 1e-5
         assert relative_error(loaded(ids).logits, expected) < 1e-5
         assert relative_error(expected, base(ids).logits) > 1e-3
+
+
+@pytest.mark.parametrize("family, targets", [("gpt2", ALL_GPT2), ("llama", ["q_proj", "v_proj"])])
+def test_dora_with_dropout_in_training_matches_peft(family, targets, tiny):
+    """While training, dropout acts on the input of the whole DoRA update: W0 x is recomputed on the dropped-out x
+    (peft's (m/||V|| - 1) W0 dropout(x) term). Same seed, same dropout masks, same logits and gradients."""
+    base = tiny[family]()
+    ours = apply_lora(copy.deepcopy(base), targets=targets, r=R, alpha=ALPHA, dropout=0.25, use_dora=True).train()
+    config = peft.LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.25, target_modules=targets, use_dora=True,
+                             fan_in_fan_out=family == "gpt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        twin = peft.get_peft_model(copy.deepcopy(base), config).train()
+    train_like(ours)
+    twin.load_state_dict(peft_weights(ours), strict=False)
+    ids = tokens(base)
+    torch.manual_seed(5)
+    mine = ours(ids, labels=ids)
+    torch.manual_seed(5)
+    theirs = twin(input_ids=ids, labels=ids)
+    assert relative_error(mine.logits, theirs.logits) < 1e-5
+    with torch.no_grad():
+        assert relative_error(ours.eval()(ids).logits, mine.logits) > 1e-3, "dropout was on"
+    mine.loss.backward()
+    theirs.loss.backward()
+    for name, g, h in gradients(ours, twin):
+        assert relative_error(g, h) < 1e-5, name
