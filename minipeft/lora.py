@@ -82,11 +82,13 @@ class LoRALayer(nn.Module):
         base.requires_grad_(False)
         self.train(base.training)  # a wrapped eval-mode model stays in eval mode (no dropout)
 
-    def full_B(self) -> Tensor:
-        """``B`` as one ``out x (groups * r)`` matrix: each adapted chunk reads only its own ``r`` rows of ``A x``."""
+    def full_B(self, B: Tensor | None = None) -> Tensor:
+        """``B`` (default ``lora_B``) as one ``out x (groups * r)`` matrix: each adapted chunk reads only its own
+        ``r`` rows of ``A x``."""
+        B = self.lora_B if B is None else B
         if not self.chunks:
-            return self.lora_B
-        blocks = torch.block_diag(*self.lora_B.split(self.chunk_size))  # (groups*chunk, groups*r)
+            return B
+        blocks = torch.block_diag(*B.split(self.chunk_size))  # (groups*chunk, groups*r)
         return blocks.new_zeros(self.out_features, blocks.shape[1]).index_copy(0, self.rows, blocks)
 
     def delta_weight(self) -> Tensor:
@@ -206,7 +208,7 @@ def apply_lora(model: nn.Module, targets: str | Sequence[str] = ("c_attn",), r: 
     targets = [targets] if isinstance(targets, str) else list(targets)
     found = _find_targets(model, targets, qv_only)
     modules = {name: model.get_submodule(name) for name in found}
-    check_pissa(modules, r, init_lora_weights, qv_only)
+    check_pissa(modules, r, init_lora_weights, found)
     if use_dora:
         check_dora(modules, init_lora_weights)
     model.requires_grad_(False)

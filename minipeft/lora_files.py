@@ -138,14 +138,20 @@ def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False)
     if convert_pissa and not is_pissa(first):
         raise ValueError("convert_pissa=True converts a PiSSA adapter, but this model's adapter was not initialised "
                          "with init_lora_weights='pissa'. Save it with convert_pissa=False.")
+    if is_pissa(first) and first.chunks and not convert_pissa:
+        raise ValueError("This PiSSA adapter took the SVD of the q and v parts of c_attn separately; peft re-runs "
+                         "PiSSA's SVD when it loads an adapter, of the whole c_attn, so it would load these files "
+                         "wrongly. Save it as a plain LoRA for the original weights: save_lora(model, folder, "
+                         "convert_pissa=True).")
     convert = is_pissa(first) and convert_pissa
     groups = sum(first.chunks) if first.chunks else 1
-    r, alpha = first.r * groups, first.alpha * (groups ** 0.5 if first.use_rslora else groups)  # same scaling
+    r, alpha = first.r, first.alpha  # per adapted part; converted PiSSA: 2r, and alpha that keeps the scaling
     weights = {}
     for name, layer in layers.items():
         A, B = layer.lora_A.detach(), layer.full_B().detach()
         if convert:
             A, B, r, alpha = pissa_as_lora(layer)
+            B = layer.full_B(B)
         weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = A.contiguous().cpu()
         weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = B.contiguous().cpu()
         if isinstance(layer, DoRALayer):
@@ -153,14 +159,14 @@ def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False)
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
     init = "pissa" if is_pissa(first) and not convert else True
     peft_config = {  # peft's LoraConfig fields; a qv_only adapter is stored as rank groups*r with the same scaling
-        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "lora_dropout": dropout,
+        "peft_type": "LORA", "r": r * groups, "lora_alpha": alpha * (groups ** 0.5 if first.use_rslora else groups),
+        "lora_dropout": dropout,
         "target_modules": sorted(layers), "fan_in_fan_out": first.fan_in_fan_out, "bias": "none",
         "use_rslora": first.use_rslora, "use_dora": isinstance(first, DoRALayer), "init_lora_weights": init,
         "base_model_name_or_path": getattr(getattr(model, "config", None), "name_or_path", None) or None,
         "task_type": None, "inference_mode": True,
     }
-    ours = {"r": r // groups, "alpha": alpha if convert else first.alpha,
-            "dropout": dropout, "qv_only": first.chunks is not None,
+    ours = {"r": r, "alpha": alpha, "dropout": dropout, "qv_only": first.chunks is not None,
             "use_rslora": first.use_rslora, "use_dora": isinstance(first, DoRALayer), "init_lora_weights": init,
             "base_model": _identity(model),
             "base_weights_norm": _weights_norm(_original_weight(layer) for layer in layers.values()),

@@ -196,6 +196,30 @@ def test_pissa_takes_the_top_singular_triplets_and_leaves_the_residual(base, use
     assert is_pissa(layer) and not any("pissa" in k for k in model.state_dict())
 
 
+def test_pissa_on_q_and_v_takes_the_svd_of_each_part_and_leaves_k_exactly(tiny_gpt2):
+    base = tiny_gpt2()
+    model = apply_lora(copy.deepcopy(base), targets="c_attn", r=3, alpha=6, qv_only=True, init_lora_weights="pissa")
+    layer, d = model.transformer.h[0].attn.c_attn, base.config.n_embd
+    W0 = base.transformer.h[0].attn.c_attn.weight.T  # (out, in): rows [q | k | v]
+    for part, (A, B) in enumerate(zip(layer.lora_A.split(3), layer.lora_B.split(d), strict=True)):
+        U, S, Vh = torch.linalg.svd(W0[2 * part * d:(2 * part + 1) * d], full_matrices=False)  # W_q, then W_v
+        assert torch.allclose(layer.scaling * B @ A, U[:, :3] @ torch.diag(S[:3]) @ Vh[:3], atol=1e-5, rtol=0)
+    assert torch.equal(layer.base.weight[:, d:2 * d], base.transformer.h[0].attn.c_attn.weight[:, d:2 * d])
+    ids = tokens(base)
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, base(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_pissa_on_q_and_v_is_saved_only_converted_since_peft_would_redo_the_svd_otherwise(tmp_path, tiny_gpt2):
+    model = apply_lora(tiny_gpt2(), targets="c_attn", r=2, alpha=4, qv_only=True, init_lora_weights="pissa")
+    with pytest.raises(ValueError, match=r"of the whole c_attn.*save_lora\(model, folder, convert_pissa=True\)"):
+        save_lora(model, tmp_path / "a")
+    assert not list(tmp_path.iterdir())
+    save_lora(model, tmp_path / "a", convert_pissa=True)
+    loaded = load_lora(tiny_gpt2(), tmp_path / "a")
+    assert {(layer.r, layer.chunks) for layer in lora_layers(loaded).values()} == {(4, (True, False, True))}
+
+
 def test_pissa_unloads_to_the_original_base_and_refuses_to_pretend_that_disabling_does(tiny_llama):
     base = tiny_llama()
     model = apply_lora(copy.deepcopy(base), targets=["q_proj", "v_proj"], r=4, alpha=8, init_lora_weights="pissa")
@@ -231,7 +255,8 @@ class ScaledLinear(nn.Linear):
     ("gpt2", dict(init_lora_weights="gaussian"), ValueError, "init_lora_weights must be True .* or 'pissa'"),
     ("gpt2", dict(init_lora_weights=False), ValueError, "init_lora_weights must be True .* got False"),
     ("gpt2", dict(init_lora_weights="pissa_niter_4"), ValueError, "randomised SVD.*use 'pissa'"),
-    ("gpt2", dict(init_lora_weights="pissa", qv_only=True), ValueError, "qv_only=True is not supported.*qv_only=False"),
+    ("gpt2", dict(init_lora_weights="pissa", qv_only=True, r=33), ValueError,
+     r"'transformer.h.0.attn.c_attn' has a 32 x 32 weight \(each adapted part\), hence only 32. Use r <= 32"),
     ("gpt2", dict(init_lora_weights="pissa", use_dora=True), ValueError, "Choose one of the two"),
     ("llama", dict(init_lora_weights="pissa", r=17), ValueError,
      r"'model.layers.0.self_attn.v_proj' has a 16 x 32 weight, hence only 16. Use r <= 16"),
