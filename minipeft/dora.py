@@ -80,6 +80,15 @@ class DoRALayer(LoRALayer):
         scale = self.scale()
         return out + ((scale - 1) * w0x + scale * bax * self.scaling)  # b + (m/||V||) (W0 x + s B A x)
 
+    @torch.no_grad()
+    def full_magnitude(self) -> Tensor:
+        """m for every output, as peft's files hold it: on outputs not adapted (a q-and-v layer's k rows) W0's own
+        row norm, which peft's DoRA turns into a scale of 1."""
+        if not self.chunks:
+            return self.lora_magnitude.detach().clone()
+        norms = torch.linalg.norm(self.out_in(self.unmerged_weight()), dim=1)  # k rows: W0's, as B is zero there
+        return norms.index_copy(0, self.rows, self.lora_magnitude.detach())
+
     def per_output(self, scale: Tensor) -> Tensor:
         """``scale`` shaped to multiply the base weight's output axis."""
         return scale[None, :] if self.fan_in_fan_out else scale[:, None]

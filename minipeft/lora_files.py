@@ -155,7 +155,7 @@ def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False)
         weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = A.contiguous().cpu()
         weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = B.contiguous().cpu()
         if isinstance(layer, DoRALayer):
-            weights[f"{PEFT_PREFIX}{name}.{MAGNITUDE}"] = _full_magnitude(layer).contiguous().cpu()
+            weights[f"{PEFT_PREFIX}{name}.{MAGNITUDE}"] = layer.full_magnitude().contiguous().cpu()
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
     init = "pissa" if is_pissa(first) and not convert else True
     peft_config = {  # peft's LoraConfig fields; a qv_only adapter is stored as rank groups*r with the same scaling
@@ -178,15 +178,6 @@ def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False)
         (tmp / MINIPEFT_FILE).write_text(json.dumps(ours, indent=2) + "\n")
 
     return write_folder(folder, (WEIGHTS_FILE, CONFIG_FILE, MINIPEFT_FILE), write)
-
-
-@torch.no_grad()
-def _full_magnitude(layer: DoRALayer) -> Tensor:
-    """m for every output: a q-and-v layer's k rows get their own norm, which peft's DoRA turns into a scale of 1."""
-    if not layer.chunks:
-        return layer.lora_magnitude.detach()
-    norms = torch.linalg.norm(layer.out_in(layer.unmerged_weight()), dim=1)  # k rows: W0's, as B is zero there
-    return norms.index_copy(0, layer.rows, layer.lora_magnitude.detach())
 
 
 # ---- loading -------------------------------------------------------------------------------------------------

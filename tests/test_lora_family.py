@@ -158,17 +158,19 @@ def test_a_zero_weight_row_gives_a_finite_result_and_stays_the_base_models():
         assert torch.equal(layer.base.weight[1], torch.zeros(4))
 
 
-def test_a_row_whose_magnitude_is_zero_comes_back_exactly_after_merge_and_unmerge():
+@pytest.mark.parametrize("base", [nn.Linear(4, 3), Conv1D(3, 4)], ids=["linear", "conv1d"])
+def test_an_output_whose_magnitude_is_zero_comes_back_exactly_after_merge_and_unmerge(base):
     torch.manual_seed(0)
-    layer = DoRALayer(nn.Linear(4, 3), r=2, alpha=4)
-    before = layer.base.weight.clone()
+    layer = DoRALayer(base, r=2, alpha=4)
+    before = layer.out_in(layer.base.weight).clone()
     with torch.no_grad():
         layer.lora_B.normal_()
-        layer.lora_magnitude[2] = 0  # merging scales this row to zero: division cannot bring it back
+        layer.lora_magnitude[2] = 0  # merging scales this output's weights to zero: division cannot undo that
         layer.merge()
-        assert torch.equal(layer.base.weight[2], torch.zeros(4))
+        assert torch.equal(layer.out_in(layer.base.weight)[2], torch.zeros(4))
         layer.unmerge()
-    assert torch.equal(layer.base.weight[2], before[2]) and torch.allclose(layer.base.weight, before, atol=1e-6)
+    after = layer.out_in(layer.base.weight)
+    assert torch.equal(after[2], before[2]) and torch.allclose(after, before, atol=1e-6)
 
 
 # ---- PiSSA -------------------------------------------------------------------------------------------------------
