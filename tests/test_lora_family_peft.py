@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 from test_lora import ALL_GPT2, tokens
+from test_lora_peft import LOW_PRECISION
 from torch import nn
 
 from minipeft.dora import DoRALayer
@@ -254,3 +255,26 @@ def test_dora_with_dropout_in_training_matches_peft(family, targets, tiny):
     theirs.loss.backward()
     for name, g, h in gradients(ours, twin):
         assert relative_error(g, h) < 1e-5, name
+
+
+@pytest.mark.parametrize("variant", ["dora", "pissa"])
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_16_bit_base_models_match_peft(family, dtype, variant, tiny):
+    """On a 16-bit base the adapter keeps the base's dtype (peft with autocast_adapter_dtype=False does too): the
+    logits agree bit for bit on the CPU (measured), within LOW_PRECISION's tolerance elsewhere."""
+    base = tiny[family]().to(dtype)
+    targets = ["c_attn"] if family == "gpt2" else ["q_proj", "v_proj"]
+    ours = apply_lora(copy.deepcopy(base), targets=targets, r=R, alpha=ALPHA, **VARIANTS[variant])
+    config = peft.LoraConfig(r=R, lora_alpha=ALPHA, target_modules=targets, fan_in_fan_out=family == "gpt2",
+                             **VARIANTS[variant])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        twin = peft.get_peft_model(copy.deepcopy(base), config, autocast_adapter_dtype=False).eval()
+    train_like(ours)
+    twin.load_state_dict(peft_weights(ours), strict=False)
+    ids = tokens(base)
+    with torch.no_grad():
+        a, b = ours(ids).logits, twin(ids).logits
+    assert a.dtype == dtype and a.abs().max() < 1 and not torch.equal(a, base(ids).logits)
+    torch.testing.assert_close(a, b, atol=LOW_PRECISION[dtype], rtol=LOW_PRECISION[dtype])
