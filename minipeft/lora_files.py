@@ -111,8 +111,9 @@ def _original_weight(layer: LoRALayer) -> Tensor:
 
 
 def _setting(layer: LoRALayer) -> tuple:
-    return layer.r, layer.alpha, layer.chunks is not None, layer.use_rslora, isinstance(layer, DoRALayer), \
-        is_pissa(layer)
+    """What save_lora writes once for all layers: r, alpha, qv_only, use_rslora, use_dora, PiSSA."""
+    return (layer.r, layer.alpha, layer.chunks is not None, layer.use_rslora, isinstance(layer, DoRALayer),
+            is_pissa(layer))
 
 
 def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False) -> Path:
