@@ -22,9 +22,13 @@ def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypat
     run_notebooks = _script("run_notebooks")
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import torch\n\nfrom minipeft.exercises import check\n\n"
-                                  "def count_parameters(model):\n    raise NotImplementedError  # your code here\n\n"
-                                  'check("00.1", count_parameters, lambda f: f(torch.nn.Linear(3, 2)) == 8)'),
-        nbformat.v4.new_code_cell("assert count_parameters(torch.nn.Linear(3, 2)) == 8  # runs with the reference"),
+                                  "class Tiny(torch.nn.Module):  # a 10 x 4 embedding (40) and a 4 -> 2 head (10)\n"
+                                  "    def __init__(self):\n        super().__init__()\n"
+                                  "        self.wte, self.head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2)\n\n"
+                                  "    def get_input_embeddings(self):\n        return self.wte\n\n"
+                                  "def embedding_share(model):\n    raise NotImplementedError  # your code here\n\n"
+                                  'check("00.1", embedding_share, lambda f: f(Tiny()) == 0.8)'),
+        nbformat.v4.new_code_cell("assert embedding_share(Tiny()) == 0.8  # runs with the reference"),
     ])
     nbformat.write(nb, tmp_path / "00_x.ipynb")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
