@@ -1,6 +1,38 @@
-# The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
-	gpu-dry gpu-check bench forgetting-lab
+# The two commands of the README. Each sets itself up first (scripts/setup.sh: once, then skipped while .venv matches
+# pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
+# from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
+.PHONY: help course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures \
+	browser gpu-dry gpu-check bench forgetting-lab
+.DEFAULT_GOAL := help
+
+define HELP
+make TARGET: each target but help and browser first sets up .venv (scripts/setup.sh): about 2 minutes the first
+time, then skipped in well under a second while .venv matches pyproject.toml. Times: 2 CPU cores (docs/setup.md).
+
+  course          open the course: JupyterLab, notebook 00 in front       seconds, after set-up
+  test            unit tests, every notebook (ci profile, offline), lint  the notebooks alone about 3 min
+  help            this list (what `make` alone prints)                    instant
+  setup           only the set-up                                         about 2 min once, then under 1 s
+  lint            ruff over the code, tests and notebooks                 about 1 s
+  solutions       every notebook with every exercise's solution filled    about 3 min (ci profile)
+  timings         time every notebook (ci; MINIPEFT_PROFILE=cpu too)      about 3 min in ci, 2 hours in cpu
+  outputs         re-run and store every notebook's outputs (cpu)         about 2 hours
+  slides          one reveal.js deck per notebook, artifacts/slides/      about 5 s
+  figures         redraw the diagrams, docs/figures/*.svg                 seconds
+  colab           rewrite badges, install cells, README course table      seconds
+  colab-check     do the badges' notebooks exist online? (internet)       seconds; "not checked" offline
+  cache           with internet: cache GPT-2, E2E and the corpus          minutes (GPT-2 alone is 0.55 GB)
+  cache-check     offline: is everything cached?                          seconds
+  browser         Debian's chromium for the browser test (apt-get)        about a minute (about 100 MB)
+  bench           minipeft against peft: step time, memory, counts        minutes (not timed here)
+  forgetting-lab  notebook 06's sweep, resumable (ARGS="--max-runs 4")    about 5 min a run, hours in all
+  gpu-dry         the gpu profile's code on this CPU (stand-in GPT-2)     about 10 min
+  gpu-check       on a CUDA machine: notebook 05 and one 06 setting       not timed yet (no GPU)
+endef
+export HELP
+
+help:
+	@echo "$$HELP"
 
 setup:
 	@bash scripts/setup.sh
