@@ -10,11 +10,11 @@ make TARGET: each target but help and browser first sets up .venv (scripts/setup
 time, then skipped in well under a second while .venv matches pyproject.toml. Times: 2 CPU cores (docs/setup.md).
 
   course          open the course: JupyterLab, notebook 00 in front       seconds, after set-up
-  test            unit tests, every notebook (ci profile, offline), lint  the notebooks alone about 3 min
+  test            unit tests, every notebook (ci profile, offline), lint  about 4.5 min (pytest: 4 min 18 s)
   help            this list (what `make` alone prints)                    instant
   setup           only the set-up                                         about 2 min once, then under 1 s
   lint            ruff over the code, tests and notebooks                 about 1 s
-  solutions       every notebook with every exercise's solution filled    about 3 min (ci profile)
+  solutions       every notebook with every exercise's solution filled    about 3 min (3 min 6 s)
   timings         time every notebook (ci; MINIPEFT_PROFILE=cpu too)      about 3 min in ci, 2 hours in cpu
   outputs         re-run and store every notebook's outputs (cpu)         about 2 hours
   slides          one reveal.js deck per notebook, artifacts/slides/      about 5 s
