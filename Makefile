@@ -106,7 +106,8 @@ cache-check: setup
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
 
-# By hand, with internet (skipped without): every badge's notebook and the install cell's clone address exist.
+# By hand, with internet: every badge's notebook and the install cell's clone address exist. Offline it prints "not
+# checked" and fails; CI never calls it.
 colab-check: setup
 	.venv/bin/python scripts/colab_check.py
 
