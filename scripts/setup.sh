@@ -52,6 +52,12 @@ up_to_date() {
   for file in "${FETCHED[@]}"; do [ -f "$file" ] || return 1; done
 }
 
+# The active conda env's Python, when it has torch (an env made from environment.yml): .venv is then built on it.
+conda_python() {
+  [ -n "${CONDA_PREFIX:-}" ] && [ -x "$CONDA_PREFIX/bin/python" ] && "$CONDA_PREFIX/bin/python" -c "import torch" \
+    2>/dev/null && echo "$CONDA_PREFIX/bin/python"
+}
+
 has_nvidia_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
 
 local_torch_wheel() { pip install --dry-run --no-index --no-deps torch==2.13.0 >/dev/null 2>&1; }
@@ -93,10 +99,14 @@ on_exit() {
 
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
-  local python=${PYTHON:-python3}
+  local python=${PYTHON:-python3} venv_option=""
   if up_to_date; then
     echo "setup: .venv matches pyproject.toml, nothing to do (rm .venv/.minipeft-setup to run set-up again)"
     return 0
+  fi
+  if [ -z "${PYTHON:-}" ] && [ ! -d .venv ] && conda_python >/dev/null; then
+    python=$(conda_python)
+    venv_option=--system-site-packages  # the conda env's torch (its CPU build: environment.yml) and packages
   fi
   created_venv=0
   trap on_exit EXIT
@@ -107,7 +117,10 @@ main() {
   if [ ! -d .venv ]; then
     check_python "$python"
     created_venv=1
-    "$python" -m venv .venv
+    if [ -n "$venv_option" ]; then
+      echo "setup: building .venv on the active conda env ($CONDA_PREFIX): it reuses that env's torch and packages"
+    fi
+    "$python" -m venv .venv $venv_option
   elif ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     say ".venv was built with Python older than $MIN_PYTHON: remove it (rm -rf .venv) and run again."
     return 1

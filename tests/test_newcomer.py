@@ -50,7 +50,7 @@ esac
 
 
 def _run_setup(tmp_path: Path, python: str, path_dirs: tuple[Path, ...] = (),
-               pyproject: str | None = None) -> subprocess.CompletedProcess:
+               pyproject: str | None = None, conda_prefix: Path | None = None) -> subprocess.CompletedProcess:
     """scripts/setup.sh in a copy of the repository's set-up files (no .venv unless the test made one), with
     the repository's pyproject.toml or the text ``pyproject``."""
     repo = tmp_path / "repo"
@@ -58,7 +58,8 @@ def _run_setup(tmp_path: Path, python: str, path_dirs: tuple[Path, ...] = (),
     shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
     (repo / "pyproject.toml").write_text(pyproject or (ROOT / "pyproject.toml").read_text())
     path = os.pathsep.join([*map(str, path_dirs), "/usr/bin", "/bin"])
-    env = {"PATH": path, "PYTHON": python, "HOME": str(tmp_path)}
+    env = {"PATH": path, "PYTHON": python, "HOME": str(tmp_path), **({"CONDA_PREFIX": str(conda_prefix)} if
+                                                                     conda_prefix else {})}
     return subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -125,6 +126,22 @@ def test_setup_runs_once_and_again_only_when_pyproject_changes(tmp_path):
     assert run(changed)[1] == []
     (repo / "data" / "cache" / "smollm2-135m" / "model.safetensors").unlink()
     assert any("minipeft.smollm2" in call for call in run(changed)[1]), "SmolLM2 is gone, set-up skipped"
+
+
+def test_an_active_conda_env_with_torch_is_what_setup_builds_on(tmp_path):
+    """environment.yml gives conda-forge's CPU torch; with that env active, .venv is built on it (its site-packages
+    visible), so that make course downloads no torch again."""
+    conda, calls = tmp_path / "conda", tmp_path / "calls"
+    fake = _fake_python(tmp_path, "3.11").read_text().replace("case \"$*\" in", f'echo "$*" >> {calls}\ncase "$*" in'
+                                                               "\n  *'import torch'*) exit 0 ;;")
+    _fake(conda / "bin" / "python", fake.removeprefix("#!/bin/sh\n"))
+    result = _run_setup(tmp_path, "", conda_prefix=conda)  # PYTHON unset, conda env active
+    assert f"setup: building .venv on the active conda env ({conda}): it reuses that env's torch and packages" in (
+        result.stdout)
+    assert "-m venv .venv --system-site-packages" in calls.read_text().splitlines()
+    calls.write_text("")
+    result = _run_setup(tmp_path, str(_fake_python(tmp_path, "3.11")), conda_prefix=conda)  # PYTHON set: it wins
+    assert "conda env" not in result.stdout and "-m venv .venv --system-site-packages" not in calls.read_text()
 
 
 @pytest.mark.parametrize("machine, plan", [("local wheel", "local"), ("nvidia", "pypi"), ("mac", "pypi"),
