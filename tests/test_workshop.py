@@ -193,3 +193,28 @@ def test_gpu_check_without_cuda_says_so_in_one_line():
                           timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: no CUDA device")
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return 60 * int(hours) + int(minutes)
+
+
+@pytest.mark.parametrize("schedule", ["One-day workshop", "Half-day workshop"])
+def test_each_block_of_the_schedules_fits_the_measured_cpu_run_times(schedule):
+    """Each block lasts at least the measured `cpu` run of its notebooks (the guide's run-time table), except a
+    notebook marked "pre-run", run the day before; a schedule ends with an `end` row."""
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    timings = guide[guide.index("<!-- timings"):guide.index("<!-- end of timings -->")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in timings.splitlines()[3:]]
+    cpu = {row[0][:2]: float(row[3].split()[0]) for row in rows if row[0][:2].isdigit()}
+    assert sorted(cpu) == [f"0{i}" for i in range(8)], f"the run-time table lacks a notebook: {sorted(cpu)}"
+    section = guide[guide.index(f"## {schedule}"):]
+    table = section[section.index("| time |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert rows[-1][1] == "end", f"{schedule}: the last row is not the end"
+    for row, after in zip(rows, rows[1:], strict=False):
+        length = _minutes(after[0]) - _minutes(row[0])
+        runs = [cpu[number] for part in row[2].split(",") if "pre-run" not in part
+                for number in re.findall(r"\b(0\d)\b", part)]
+        assert sum(runs) <= length, f"{schedule}, {row[0]} {row[1]}: {sum(runs)} min of cpu runs in {length} min"
