@@ -1,8 +1,8 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh: once, then skipped while .venv matches
 # pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
 # from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
-.PHONY: help course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures \
-	browser gpu-dry gpu-check bench forgetting-lab
+.PHONY: help course test setup lint solutions answer-key timings outputs cache cache-check colab colab-check slides \
+	figures browser gpu-dry gpu-check bench forgetting-lab
 .DEFAULT_GOAL := help
 
 define HELP
@@ -15,6 +15,7 @@ time, then skipped in well under a second while .venv matches pyproject.toml. Ti
   setup           only the set-up                                         about 2 min once, then under 1 s
   lint            ruff over the code, tests and notebooks                 about 1 s
   solutions       every notebook with every exercise's solution filled    about 3 min (3 min 6 s)
+  answer-key      each exercise and its solution, in artifacts/           seconds
   timings         time every notebook (ci; MINIPEFT_PROFILE=cpu too)      about 3 min in ci, 2 hours in cpu
   outputs         re-run and store every notebook's outputs (cpu)         about 2 hours
   slides          one reveal.js deck per notebook, artifacts/slides/      about 5 s
@@ -52,6 +53,10 @@ lint: setup
 # Every notebook with every unwritten exercise filled in by its reference solution: each check must pass.
 solutions: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python -m minipeft.tools.run_notebooks --solutions
+
+# Every exercise with its reference solution, one Markdown page for instructors: artifacts/answer-key.md.
+answer-key: setup
+	.venv/bin/python scripts/answer_key.py
 
 # Time every notebook in the active profile (ci unless MINIPEFT_PROFILE says otherwise), exercises as written.
 timings: setup

@@ -218,3 +218,19 @@ def test_each_block_of_the_schedules_fits_the_measured_cpu_run_times(schedule):
         runs = [cpu[number] for part in row[2].split(",") if "pre-run" not in part
                 for number in re.findall(r"\b(0\d)\b", part)]
         assert sum(runs) <= length, f"{schedule}, {row[0]} {row[1]}: {sum(runs)} min of cpu runs in {length} min"
+
+
+def test_the_answer_key_has_every_exercise_with_its_statement_and_solution(tmp_path):
+    answer_key = _script("answer_key")
+    with redirect_stdout(io.StringIO()):
+        assert answer_key.main(["--out", str(tmp_path / "key.md")]) == 0
+    page = (tmp_path / "key.md").read_text()
+    checked = {key for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+               for key in re.findall(r'check\(\\"(\d\d\.\d+)\\"', path.read_text())}
+    solved = answer_key.solutions()
+    assert checked and checked == set(solved), "the notebooks' exercises and minipeft/solutions differ"
+    assert "no statement found" not in page
+    for key, source in solved.items():
+        assert source.startswith("def ") and source in page, f"exercise {key}: its solution is not on the page"
+    assert re.search(r"^answer-key: setup\n\t\.venv/bin/python scripts/answer_key\.py$",
+                     (ROOT / "Makefile").read_text(), flags=re.M)
