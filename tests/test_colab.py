@@ -241,6 +241,8 @@ def test_badges_say_publish_first_until_pyproject_says_published(tmp_path):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["minipeft"]["colab"]
     shown = "".join(json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text())["cells"][0]["source"][:1])
     assert (sync.UNPUBLISHED_ALT in shown) == (project.get("published") is not True)
+    readme = (ROOT / "README.md").read_text()
+    assert ("| open (publish first) |" in readme) == (project.get("published") is not True)
 
 
 def test_colab_check_fetches_every_badge_and_the_clone_address_and_names_what_is_missing(tmp_path):
