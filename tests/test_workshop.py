@@ -4,6 +4,7 @@ import importlib
 import io
 import re
 import subprocess
+import zipfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -234,3 +235,30 @@ def test_the_answer_key_has_every_exercise_with_its_statement_and_solution(tmp_p
         assert source.startswith("def ") and source in page, f"exercise {key}: its solution is not on the page"
     assert re.search(r"^answer-key: setup\n\t\.venv/bin/python scripts/answer_key\.py$",
                      (ROOT / "Makefile").read_text(), flags=re.M)
+
+
+def test_reveal_js_comes_out_of_its_wheel_once_and_offline_the_slides_say_what_to_do(tmp_path, monkeypatch, capsys):
+    build_slides = _script("build_slides")
+    calls = []
+
+    def pip_download(cmd, **kwargs):  # a wheel holding reveal.js where sphinx-revealjs keeps it, and something else
+        calls.append(cmd)
+        with zipfile.ZipFile(Path(cmd[cmd.index("-d") + 1]) / "sphinx_revealjs-3.2.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{build_slides.REVEAL_IN_WHEEL}dist/reveal.js", "/* reveal.js */")
+            wheel.writestr(f"{build_slides.REVEAL_IN_WHEEL}plugin/notes/notes.js", "/* notes */")
+            wheel.writestr("sphinx_revealjs/__init__.py", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(build_slides.subprocess, "run", pip_download)
+    target = build_slides.fetch_reveal(tmp_path / "reveal.js")
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.js")) == ["dist/reveal.js",
+                                                                                    "plugin/notes/notes.js"]
+    assert build_slides.REVEAL_WHEEL in calls[0] and "--no-deps" in calls[0]
+    assert build_slides.fetch_reveal(target) == target and len(calls) == 1, "a cached reveal.js was fetched again"
+
+    monkeypatch.setattr(build_slides, "REVEAL_DIR", tmp_path / "empty" / "reveal.js")
+    monkeypatch.setattr(build_slides.subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1, "", "no"))
+    assert build_slides.main(["--out", str(tmp_path / "decks"), "03_lora.ipynb"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not be downloaded from PyPI" in err and "--reveal-prefix" in err
+    assert not (tmp_path / "empty" / "reveal.js").exists(), "a failed fetch left a reveal.js folder behind"

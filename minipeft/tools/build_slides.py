@@ -76,8 +76,10 @@ class RevealMissingError(RuntimeError):
     """reveal.js is not cached and could not be fetched; the message says what to do."""
 
 
-def fetch_reveal(target: Path = REVEAL_DIR) -> Path:
-    """reveal.js in ``target``, read out of the ``sphinx-revealjs`` wheel (``pip download --no-deps``) when missing."""
+def fetch_reveal(target: Path | None = None) -> Path:
+    """reveal.js in ``target`` (``data/cache/reveal.js``), read out of the ``sphinx-revealjs`` wheel (``pip download
+    --no-deps``) when missing."""
+    target = target or REVEAL_DIR
     if (target / "dist" / "reveal.js").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -136,25 +138,36 @@ def build(notebook: Path, out_dir: Path, reveal_prefix: str | None = None) -> tu
     return path, count_slides(html)
 
 
+def build_all(paths: list[Path], out: Path, reveal_prefix: str | None = None) -> int:
+    """Every deck of ``paths`` into ``out``, one line each."""
+    start = time.perf_counter()
+    for path in paths:
+        deck, slides = build(path, out, reveal_prefix)
+        shown = deck.relative_to(REPO_ROOT) if deck.is_relative_to(REPO_ROOT) else deck
+        print(f"slides: {shown} ({slides} slides)")
+    print(f"{len(paths)} decks in {time.perf_counter() - start:.0f} s; open one in a browser (arrow keys to move).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebook file names (default: every notebook)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT.relative_to(REPO_ROOT)})")
     parser.add_argument("--reveal-prefix", help=f"where the decks load reveal.js from (default: a copy in "
-                                                f"<out>/{REVEAL_LOCAL}, from {REVEAL_DIR.relative_to(REPO_ROOT)})")
+                                                f"<out>/{REVEAL_LOCAL}, from data/cache/reveal.js)")
     parser.add_argument("--fetch-reveal", action="store_true", help="only fetch reveal.js into the cache")
     args = parser.parse_args(argv)
-    if args.fetch_reveal:
-        print(f"slides: reveal.js in {fetch_reveal().relative_to(REPO_ROOT)}")
-        return 0
     paths = [NOTEBOOKS / name for name in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    start = time.perf_counter()
-    for path in paths:
-        deck, slides = build(path, args.out, args.reveal_prefix)
-        shown = deck.relative_to(REPO_ROOT) if deck.is_relative_to(REPO_ROOT) else deck
-        print(f"slides: {shown} ({slides} slides)")
-    print(f"{len(paths)} decks in {time.perf_counter() - start:.0f} s; open one in a browser (arrow keys to move).")
-    return 0
+    try:
+        if args.fetch_reveal:
+            target = fetch_reveal()
+            shown = target.relative_to(REPO_ROOT) if target.is_relative_to(REPO_ROOT) else target
+            print(f"slides: reveal.js in {shown}")
+            return 0
+        return build_all(paths, args.out, args.reveal_prefix)
+    except RevealMissingError as err:  # one line, saying what to do
+        print(f"slides: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
