@@ -1,6 +1,39 @@
-# The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
-.PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
-	gpu-dry gpu-check bench forgetting-lab
+# The two commands of the README. Each sets itself up first (scripts/setup.sh: once, then skipped while .venv matches
+# pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
+# from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
+.PHONY: help course test setup lint solutions answer-key timings outputs cache cache-check colab colab-check slides \
+	figures browser gpu-dry gpu-check bench forgetting-lab
+.DEFAULT_GOAL := help
+
+define HELP
+make TARGET: each target but help and browser first sets up .venv (scripts/setup.sh): about 2 minutes the first
+time, then skipped in well under a second while .venv matches pyproject.toml. Times: 2 CPU cores (docs/setup.md).
+
+  course          open the course: JupyterLab, notebook 00 in front       seconds, after set-up
+  test            unit tests, every notebook (ci profile, offline), lint  about 4.5 min (pytest: 4 min 18 s)
+  help            this list (what `make` alone prints)                    instant
+  setup           only the set-up                                         about 2 min once, then under 1 s
+  lint            ruff over the code, tests and notebooks                 about 1 s
+  solutions       every notebook with every exercise's solution filled    about 3 min (3 min 6 s)
+  answer-key      each exercise and its solution, in artifacts/           seconds
+  timings         time every notebook (ci; MINIPEFT_PROFILE=cpu too)      about 3 min in ci, 2 hours in cpu
+  outputs         re-run and store every notebook's outputs (cpu)         about 2 hours
+  slides          one reveal.js deck per notebook, artifacts/slides/      about 5 s
+  figures         redraw the diagrams, docs/figures/*.svg                 seconds
+  colab           rewrite badges, install cells, README course table      seconds
+  colab-check     do the badges' notebooks exist online? (internet)       seconds; "not checked" offline
+  cache           with internet: cache GPT-2, E2E and the corpus          minutes (GPT-2 alone is 0.55 GB)
+  cache-check     offline: is everything cached?                          seconds
+  browser         Debian's chromium for the browser test (apt-get)        about a minute (about 100 MB)
+  bench           minipeft against peft: step time, memory, counts        minutes (not timed here)
+  forgetting-lab  notebook 06's sweep, resumable (ARGS="--max-runs 4")    about 5 min a run, hours in all
+  gpu-dry         the gpu profile's code on this CPU (stand-in GPT-2)     about 10 min
+  gpu-check       on a CUDA machine: notebook 05 and one 06 setting       not timed yet (no GPU)
+endef
+export HELP
+
+help:
+	@echo "$$HELP"
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +53,10 @@ lint: setup
 # Every notebook with every unwritten exercise filled in by its reference solution: each check must pass.
 solutions: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-ci} .venv/bin/python -m minipeft.tools.run_notebooks --solutions
+
+# Every exercise with its reference solution, one Markdown page for instructors: artifacts/answer-key.md.
+answer-key: setup
+	.venv/bin/python scripts/answer_key.py
 
 # Time every notebook in the active profile (ci unless MINIPEFT_PROFILE says otherwise), exercises as written.
 timings: setup
@@ -52,7 +89,8 @@ gpu-dry: setup
 gpu-check: setup
 	bash scripts/gpu_check.sh
 
-# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed).
+# reveal.js slides, one deck per notebook, from the cells tagged `slides` (artifacts/slides/; nothing is executed). They
+# work offline: reveal.js is copied beside them from data/cache/reveal.js (fetched by set-up from PyPI).
 slides: setup
 	.venv/bin/python scripts/build_slides.py
 
@@ -74,7 +112,8 @@ cache-check: setup
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
 
-# By hand, with internet (skipped without): every badge's notebook and the install cell's clone address exist.
+# By hand, with internet: every badge's notebook and the install cell's clone address exist. Offline it prints "not
+# checked" and fails; CI never calls it.
 colab-check: setup
 	.venv/bin/python scripts/colab_check.py
 

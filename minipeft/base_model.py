@@ -35,7 +35,7 @@ from transformers import (
 from .families import model_family
 from .params import count_parameters
 from .paths import MINI_GPT2_DIR
-from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, Profile, get_device, get_profile, model_folder
+from .profiles import BASE_MODEL_ENV, GPT2_MODEL_ENV, OneLineError, Profile, get_device, get_profile, model_folder
 
 MINI_GPT2 = "mini-gpt2"
 SMOLLM2 = "smollm2-135m"  # minipeft.smollm2.NAME (imported lazily, so `python -m minipeft.smollm2` runs clean)
@@ -44,11 +44,11 @@ REBUILD = "python -m minipeft.pretrain"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
-class MiniModelMissingError(FileNotFoundError):
+class MiniModelMissingError(OneLineError, FileNotFoundError):
     """The offline mini GPT-2 is missing or damaged; the message says how to rebuild it."""
 
 
-class HubModelUnavailableError(OSError):
+class HubModelUnavailableError(OneLineError, OSError):
     """A named Hub model is neither on the reachable Hub nor in the local cache; the message says what to do."""
 
 

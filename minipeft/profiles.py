@@ -32,6 +32,20 @@ from .families import model_family
 from .paths import REPO_ROOT
 
 
+class OneLineError:
+    """Mixed into errors whose message already names the problem and its fix: IPython and Jupyter show such an
+    error as that one line (their ``_render_traceback_`` hook) instead of a traceback; plain Python still
+    prints the traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConfigurationError(OneLineError, ValueError):
+    """A course setting is wrong (``MINIPEFT_PROFILE``, ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL``): the
+    message names the variable and the fix."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Sizes for one kind of machine. Notebooks read these instead of hard-coding numbers."""
@@ -92,7 +106,7 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     key = chosen.strip().lower() if isinstance(chosen, str) else None  # 3, b"ci", ["ci"]: unknown, like "cpi"
     if key not in PROFILES:
         valid = ", ".join(PROFILES)
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown minipeft profile {chosen!r}. Valid profiles: {valid}. "
             f"Set MINIPEFT_PROFILE to one of them (or unset it to choose from the hardware)."
         )
@@ -123,13 +137,17 @@ def dry_run(profile: Profile) -> Profile:
 
 
 def with_overrides(profile: Profile) -> Profile:
-    """``profile`` with ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied."""
+    """``profile`` with ``MINIPEFT_BASE_MODEL``, ``MINIPEFT_GPT2_MODEL`` and ``MINIPEFT_DRY_RUN`` applied; a bad
+    model variable raises :class:`ConfigurationError`."""
     base = os.environ.get(BASE_MODEL_ENV, "").strip()
     gpt2 = os.environ.get(GPT2_MODEL_ENV, "").strip()
-    if base:
-        profile = replace(profile, base_model=checked_model(BASE_MODEL_ENV, base))
-    if gpt2:
-        profile = replace(profile, gpt2_model=checked_model(GPT2_MODEL_ENV, gpt2, gpt2_only=True))
+    try:
+        if base:
+            profile = replace(profile, base_model=checked_model(BASE_MODEL_ENV, base))
+        if gpt2:
+            profile = replace(profile, gpt2_model=checked_model(GPT2_MODEL_ENV, gpt2, gpt2_only=True))
+    except ValueError as err:  # checked_model's one line, which names the variable and the fix
+        raise ConfigurationError(str(err)) from None
     return dry_run(profile) if dry_run_requested() else profile
 
 

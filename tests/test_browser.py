@@ -167,3 +167,36 @@ def test_a_missing_chromium_says_how_to_get_it_and_fails_where_required(monkeypa
     with pytest.raises(pytest.fail.Exception) as failed:
         _chromium_or_skip()
     assert str(failed.value) == f"{expected} MINIPEFT_REQUIRE_BROWSER=1 requires this test to run."
+
+
+def test_a_slide_deck_renders_styled_with_the_network_off(tmp_path):
+    """`make slides`' deck of notebook 03, opened from disk in headless Chromium with the network off: reveal.js (the
+    local copy beside the deck) styles it and counts every slide; no Colab badge or stamp line is on a slide."""
+    chromium = _chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    from minipeft.tools import build_slides
+
+    deck, slides = build_slides.build(ROOT / "notebooks" / "03_lora.ipynb", tmp_path)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    remote = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, offline=True)
+        page = context.new_page()
+        page.on("request", lambda request: request.url.startswith("file:") or remote.append(request.url))
+        try:
+            page.goto(deck.as_uri())
+            expect(page.locator(".reveal.ready"), "reveal.js did not start").to_have_count(1, timeout=30_000)
+            page.screenshot(path=ARTIFACTS / "slides_offline_03_lora.png")
+            assert page.evaluate("Reveal.getTotalSlides()") == slides > 1
+            theme = (deck.parent / page.get_attribute("#theme", "href")).read_text()  # the local theme's stylesheet
+            styled = page.evaluate("""() => [getComputedStyle(document.querySelector('.reveal .slides')).position,
+                getComputedStyle(document.documentElement).getPropertyValue('--r-link-color').trim()]""")
+            assert styled[0] == "absolute" and f"--r-link-color: {styled[1]};" in theme, (
+                f"reveal.js's CSS or its theme did not load: {styled}")
+            text = page.locator(".reveal .slides").inner_text()
+            assert "Stored outputs" not in text and "Open In Colab" not in page.content()
+        finally:
+            browser.close()
+    assert all("/mathjax/" in url for url in remote), f"the deck asked the network for more than MathJax: {remote}"

@@ -64,7 +64,7 @@ def test_sync_writes_badges_install_cells_and_table_and_is_idempotent(tmp_path):
 
     cells = json.loads((root / "notebooks" / "03_lora.ipynb").read_text())["cells"]
     url = "https://colab.research.google.com/github/someone/course/blob/v1.0/notebooks/03_lora.ipynb"
-    assert cells[0]["source"][0] == f"[![Open In Colab]({sync.BADGE_IMAGE})]({url})\n"
+    assert cells[0]["source"][0] == f"[![{sync.UNPUBLISHED_ALT}]({sync.BADGE_IMAGE})]({url})\n"
     assert "# 03 · LoRA" in "".join(cells[0]["source"]), "the introduction was lost"
     sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert sources[0] == sync.install_cell_source(root) and "setup_notebook()" in sources[1]
@@ -72,7 +72,8 @@ def test_sync_writes_badges_install_cells_and_table_and_is_idempotent(tmp_path):
     nbformat.validate(nbformat.reads((root / "notebooks" / "03_lora.ipynb").read_text(), as_version=4))
 
     readme = (root / "README.md").read_text()
-    assert "| 03 | [LoRA](notebooks/03_lora.ipynb) | low rank | about 7 minutes | [![Open In Colab]" in readme
+    assert ("| 03 | [LoRA](notebooks/03_lora.ipynb) | low rank | about 7 minutes | [![Open In Colab: publish first"
+            in readme)
     assert f"({url}) |" in readme and "| 05 | later | not written | — | not yet |" in readme
     assert readme.endswith(f"{sync.TABLE_END}\n\nMore.\n")
 
@@ -221,12 +222,27 @@ def _colab_check(root, **fakes) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def test_colab_check_skips_without_internet(tmp_path):
+def test_colab_check_without_internet_fails_as_not_checked_and_ci_never_calls_it(tmp_path):
     root = _course_copy(tmp_path)
     fail = lambda *a: pytest.fail("colab-check fetched something offline")  # noqa: E731
-    assert _colab_check(root, reachable=lambda: False, exists=fail, has_ref=fail) == (0, (
-        "colab-check: skipped: github.com cannot be reached from here; run `make colab-check` where there is "
+    assert _colab_check(root, reachable=lambda: False, exists=fail, has_ref=fail) == (1, (
+        "colab-check: not checked: github.com cannot be reached from here; run `make colab-check` where there is "
         "internet.\n"))
+    assert "colab" not in (ROOT / ".ci" / "run").read_text() and "colab" not in (ROOT / "Makefile").read_text().split(
+        "\ntest:")[1].split("\n\n")[0], "CI or make test calls colab-check, which needs the internet"
+
+
+def test_badges_say_publish_first_until_pyproject_says_published(tmp_path):
+    root = _course_copy(tmp_path)
+    assert sync.badge("00_intro.ipynb", root).startswith(f"[![{sync.UNPUBLISHED_ALT}]({sync.BADGE_IMAGE})]")
+    assert "publish first" in sync.UNPUBLISHED_ALT
+    (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text() + "published = true\n")
+    assert sync.badge("00_intro.ipynb", root).startswith(f"[![Open In Colab]({sync.BADGE_IMAGE})]")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["minipeft"]["colab"]
+    shown = "".join(json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text())["cells"][0]["source"][:1])
+    assert (sync.UNPUBLISHED_ALT in shown) == (project.get("published") is not True)
+    readme = (ROOT / "README.md").read_text()
+    assert ("| open (publish first) |" in readme) == (project.get("published") is not True)
 
 
 def test_colab_check_fetches_every_badge_and_the_clone_address_and_names_what_is_missing(tmp_path):
@@ -248,7 +264,9 @@ def test_colab_check_fetches_every_badge_and_the_clone_address_and_names_what_is
     assert code == 1 and report.startswith("MISSING clone address https://github.com/someone/course has no branch or "
                                            "tag 'v1.0' (or is not a public repository)\n")
     assert _colab_check(root, reachable=lambda: True, exists=lambda url: True, has_ref=lambda url, ref: True) == (
-        0, "colab-check: the clone address and all 2 badges answer (https://github.com/someone/course, v1.0).\n")
+        0, "colab-check: the clone address and all 2 badges answer (https://github.com/someone/course, v1.0).\n"
+           "colab-check: set published = true under [tool.minipeft.colab] in pyproject.toml and run `make colab`, so "
+           "that the badges stop saying 'publish first'.\n")
 
 
 def test_on_colab_a_notebook_missing_another_notebooks_results_says_so_and_offers_the_quick_path(

@@ -1,6 +1,14 @@
 import pytest
 
-from minipeft.exercises import check, show_solution
+from minipeft.exercises import check, show_solution, solution
+
+KEY = "99.1"  # a key of these tests' own, so that no notebook's exercise is the fixture
+
+
+@solution(KEY)
+def count_parameters(model) -> int:
+    """The reference solution of the tests' own exercise."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def unwritten(model):
@@ -9,32 +17,32 @@ def unwritten(model):
 
 def test_unwritten_exercise_is_reported_not_failed(capsys, monkeypatch):
     monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
-    check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
-    assert "Exercise 00.1: not written yet" in capsys.readouterr().out
+    check(KEY, unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
+    assert "Exercise 99.1: not written yet" in capsys.readouterr().out
 
 
 def test_solutions_mode_fills_in(capsys, monkeypatch):
     monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
-    check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
-    assert "Exercise 00.1: solution filled in" in capsys.readouterr().out
+    check(KEY, unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8)
+    assert "Exercise 99.1: solution filled in" in capsys.readouterr().out
 
 
 def test_wrong_answer_fails_and_right_answer_passes(capsys):
     import torch
 
     with pytest.raises(AssertionError, match="not quite"):
-        check("00.1", lambda m: 7, lambda f: f(torch.nn.Linear(3, 2)) == 8)
-    check("00.1", lambda m: sum(p.numel() for p in m.parameters()), lambda f: f(torch.nn.Linear(3, 2)) == 8)
-    assert "Exercise 00.1: correct!" in capsys.readouterr().out
+        check(KEY, lambda m: 7, lambda f: f(torch.nn.Linear(3, 2)) == 8)
+    check(KEY, lambda m: sum(p.numel() for p in m.parameters()), lambda f: f(torch.nn.Linear(3, 2)) == 8)
+    assert "Exercise 99.1: correct!" in capsys.readouterr().out
 
 
 def test_a_broken_check_is_caught_on_the_reference():
     with pytest.raises(AssertionError, match="reference solution fails"):
-        check("00.1", unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 9)
+        check(KEY, unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 9)
 
 
 def test_show_solution_prints_source_and_unknown_key_is_clear(capsys):
-    show_solution("00.1")
+    show_solution(KEY)
     assert "def count_parameters" in capsys.readouterr().out
     with pytest.raises(KeyError, match="No reference solution for exercise '99.9'"):
         show_solution("99.9")
@@ -48,7 +56,7 @@ def test_a_check_that_returns_none_fails():
         f(torch.nn.Linear(3, 2)) == 8  # noqa: B015  (the bug under test)
 
     with pytest.raises(AssertionError, match="returned None"):
-        check("00.1", lambda m: 7, forgets_to_return)
+        check(KEY, lambda m: 7, forgets_to_return)
 
 
 def test_solutions_mode_puts_the_reference_in_the_notebooks_namespace(monkeypatch):
@@ -56,7 +64,7 @@ def test_solutions_mode_puts_the_reference_in_the_notebooks_namespace(monkeypatc
     monkeypatch.setenv("MINIPEFT_SOLUTIONS", "1")
     namespace = {"check": check}
     exec("def count_parameters(model):\n    raise NotImplementedError\n\n"  # the exercise cell, as a notebook has it
-         "check('00.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
+         "check('99.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
     exec("n = count_parameters(__import__('torch').nn.Linear(3, 2))", namespace)  # a cell downstream of it
     assert namespace["n"] == 8
 
@@ -65,6 +73,6 @@ def test_without_solutions_mode_the_learners_function_stays(monkeypatch):
     monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
     namespace = {"check": check}
     exec("def count_parameters(model):\n    raise NotImplementedError\n\n"
-         "check('00.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
+         "check('99.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
     with pytest.raises(NotImplementedError):
         namespace["count_parameters"](None)

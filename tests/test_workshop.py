@@ -4,6 +4,7 @@ import importlib
 import io
 import re
 import subprocess
+import zipfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -22,9 +23,13 @@ def test_solutions_runner_fills_in_and_counts_every_exercise(tmp_path, monkeypat
     run_notebooks = _script("run_notebooks")
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import torch\n\nfrom minipeft.exercises import check\n\n"
-                                  "def count_parameters(model):\n    raise NotImplementedError  # your code here\n\n"
-                                  'check("00.1", count_parameters, lambda f: f(torch.nn.Linear(3, 2)) == 8)'),
-        nbformat.v4.new_code_cell("assert count_parameters(torch.nn.Linear(3, 2)) == 8  # runs with the reference"),
+                                  "class Tiny(torch.nn.Module):  # a 10 x 4 embedding (40) and a 4 -> 2 head (10)\n"
+                                  "    def __init__(self):\n        super().__init__()\n"
+                                  "        self.wte, self.head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2)\n\n"
+                                  "    def get_input_embeddings(self):\n        return self.wte\n\n"
+                                  "def embedding_share(model):\n    raise NotImplementedError  # your code here\n\n"
+                                  'check("00.1", embedding_share, lambda f: f(Tiny()) == 0.8)'),
+        nbformat.v4.new_code_cell("assert embedding_share(Tiny()) == 0.8  # runs with the reference"),
     ])
     nbformat.write(nb, tmp_path / "00_x.ipynb")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -189,3 +194,71 @@ def test_gpu_check_without_cuda_says_so_in_one_line():
                           timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: no CUDA device")
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return 60 * int(hours) + int(minutes)
+
+
+@pytest.mark.parametrize("schedule", ["One-day workshop", "Half-day workshop"])
+def test_each_block_of_the_schedules_fits_the_measured_cpu_run_times(schedule):
+    """Each block lasts at least the measured `cpu` run of its notebooks (the guide's run-time table), except a
+    notebook marked "pre-run", run the day before; a schedule ends with an `end` row."""
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    timings = guide[guide.index("<!-- timings"):guide.index("<!-- end of timings -->")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in timings.splitlines()[3:]]
+    cpu = {row[0][:2]: float(row[3].split()[0]) for row in rows if row[0][:2].isdigit()}
+    assert sorted(cpu) == [f"0{i}" for i in range(8)], f"the run-time table lacks a notebook: {sorted(cpu)}"
+    section = guide[guide.index(f"## {schedule}"):]
+    table = section[section.index("| time |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert rows[-1][1] == "end", f"{schedule}: the last row is not the end"
+    for row, after in zip(rows, rows[1:], strict=False):
+        length = _minutes(after[0]) - _minutes(row[0])
+        runs = [cpu[number] for part in row[2].split(",") if "pre-run" not in part
+                for number in re.findall(r"\b(0\d)\b", part)]
+        assert sum(runs) <= length, f"{schedule}, {row[0]} {row[1]}: {sum(runs)} min of cpu runs in {length} min"
+
+
+def test_the_answer_key_has_every_exercise_with_its_statement_and_solution(tmp_path):
+    answer_key = _script("answer_key")
+    with redirect_stdout(io.StringIO()):
+        assert answer_key.main(["--out", str(tmp_path / "key.md")]) == 0
+    page = (tmp_path / "key.md").read_text()
+    checked = {key for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+               for key in re.findall(r'check\(\\"(\d\d\.\d+)\\"', path.read_text())}
+    solved = answer_key.solutions()
+    assert checked and checked == set(solved), "the notebooks' exercises and minipeft/solutions differ"
+    assert "no statement found" not in page
+    for key, source in solved.items():
+        assert source.startswith("def ") and source in page, f"exercise {key}: its solution is not on the page"
+    assert re.search(r"^answer-key: setup\n\t\.venv/bin/python scripts/answer_key\.py$",
+                     (ROOT / "Makefile").read_text(), flags=re.M)
+
+
+def test_reveal_js_comes_out_of_its_wheel_once_and_offline_the_slides_say_what_to_do(tmp_path, monkeypatch, capsys):
+    build_slides = _script("build_slides")
+    calls = []
+
+    def pip_download(cmd, **kwargs):  # a wheel holding reveal.js where sphinx-revealjs keeps it, and something else
+        calls.append(cmd)
+        with zipfile.ZipFile(Path(cmd[cmd.index("-d") + 1]) / "sphinx_revealjs-3.2.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{build_slides.REVEAL_IN_WHEEL}dist/reveal.js", "/* reveal.js */")
+            wheel.writestr(f"{build_slides.REVEAL_IN_WHEEL}plugin/notes/notes.js", "/* notes */")
+            wheel.writestr("sphinx_revealjs/__init__.py", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(build_slides.subprocess, "run", pip_download)
+    target = build_slides.fetch_reveal(tmp_path / "reveal.js")
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.js")) == ["dist/reveal.js",
+                                                                                    "plugin/notes/notes.js"]
+    assert build_slides.REVEAL_WHEEL in calls[0] and "--no-deps" in calls[0]
+    assert build_slides.fetch_reveal(target) == target and len(calls) == 1, "a cached reveal.js was fetched again"
+
+    monkeypatch.setattr(build_slides, "REVEAL_DIR", tmp_path / "empty" / "reveal.js")
+    monkeypatch.setattr(build_slides.subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1, "", "no"))
+    assert build_slides.main(["--out", str(tmp_path / "decks"), "03_lora.ipynb"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not be downloaded from PyPI" in err and "--reveal-prefix" in err
+    assert not (tmp_path / "empty" / "reveal.js").exists(), "a failed fetch left a reveal.js folder behind"

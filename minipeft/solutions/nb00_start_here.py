@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..exercises import solution
+from ..params import count_parameters
 
 
 @solution("00.1")
-def count_parameters(model) -> int:
-    """Number of parameters of a PyTorch model (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters())
+def embedding_share(model) -> float:
+    """The token embedding's share of the model's parameters (tied weights counted once)."""
+    return model.get_input_embeddings().weight.numel() / count_parameters(model)

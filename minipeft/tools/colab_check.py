@@ -3,8 +3,8 @@
 Every badge opens ``colab.research.google.com/github/<owner>/<repo>/blob/<ref>/notebooks/<file>``, which Colab
 reads from GitHub; this fetches each notebook at that GitHub address (``raw.githubusercontent.com``) and asks git
 for the branch or tag at the clone address (``git ls-remote``), and fails when any is missing. Without internet
-(github.com does not answer) it says so and skips. The addresses come from pyproject.toml, as everywhere else
-(``scripts/sync_notebooks.py``).
+(github.com does not answer) it prints "not checked" and fails, so that a check that did not run never reads as a
+pass (CI does not call it). The addresses come from pyproject.toml, as everywhere else (``scripts/sync_notebooks.py``).
 
     python scripts/colab_check.py
 """
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT, reachable: Calla
          exists: Callable[[str], bool] = url_exists, has_ref: Callable[[str, str], bool] = ref_exists) -> int:
     url, ref = sync.repository(root)
     if not reachable():
-        print("colab-check: skipped: github.com cannot be reached from here; run `make colab-check` where there is "
-              "internet.")
-        return 0
+        print("colab-check: not checked: github.com cannot be reached from here; run `make colab-check` where there "
+              "is internet.")
+        return 1
     notebooks = sorted(path.name for path in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     missing = []
     if not has_ref(url, ref):
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT, reachable: Calla
               "`make colab` and push.")
         return 1
     print(f"colab-check: the clone address and all {len(notebooks)} badges answer ({url}, {ref}).")
+    if not sync.published(root):
+        print("colab-check: set published = true under [tool.minipeft.colab] in pyproject.toml and run `make colab`, "
+              "so that the badges stop saying 'publish first'.")
     return 0
 
 
