@@ -1,0 +1,101 @@
+"""The source article's words that the course tests, in Chinese as published, each with an English translation.
+
+The article (a Chinese blog post on 链载Ai, lianzai.com; its text is ``../shared/reference/source-article.md`` beside
+the repository) ends with a five-row table rating prefix-tuning against LoRA and two sentences of selection advice
+(选择建议). They live here, once: notebook 07 prints them as the article column and tests each row against what the
+course measured (:mod:`minipeft.comparison`). ``tests/test_article.py`` checks every Chinese string against the
+article's file, word for word, wherever that file is present.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from .paths import REPO_ROOT
+
+ARTICLE_FILE = REPO_ROOT.parent / "shared" / "reference" / "source-article.md"
+CITATION = "the source article (链载Ai, lianzai.com)"
+TABLE_HEADER = "| 特征 | 前缀微调 | LoRA |"  # feature | prefix-tuning | LoRA
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One row of the article's table: a feature and its rating of each method, in Chinese and in English.
+
+    ``favours`` is the method the row rates better (``prefix`` or ``lora``) and ``claim`` says, in words that can be
+    measured, what the row claims of the two methods."""
+
+    feature_zh: str
+    feature_en: str
+    prefix_zh: str
+    prefix_en: str
+    lora_zh: str
+    lora_en: str
+    favours: str
+    claim: str
+
+    @property
+    def table_line(self) -> str:
+        """The row as the article's Markdown table writes it."""
+        return f"| {self.feature_zh} | {self.prefix_zh} | {self.lora_zh} |"
+
+
+# The article's table, row by row, in its order (特征 = feature; 前缀微调 = prefix-tuning).
+TABLE = (
+    Rating("参数效率", "parameter efficiency", "中等", "medium", "高", "high", "lora",
+           "LoRA keeps fewer parameters than prefix-tuning"),
+    Rating("训练速度", "training speed", "中等", "medium", "快", "fast", "lora",
+           "a LoRA training step is faster than a prefix-tuning step"),
+    Rating("内存占用", "memory use", "中等", "medium", "低", "low", "lora",
+           "LoRA needs less memory to train than prefix-tuning"),
+    Rating("可解释性", "interpretability", "高", "high", "低", "low", "prefix",
+           "a prefix is easier to read than a LoRA update"),
+    Rating("避免灾难性遗忘", "avoiding catastrophic forgetting", "高", "high", "低", "low", "prefix",
+           "prefix-tuning forgets less than LoRA"),
+)
+RATINGS = {row.feature_zh: row for row in TABLE}
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One sentence of the article's 选择建议 (selection advice): which method to choose, for which rows' sake."""
+
+    zh: str
+    en: str
+    method: str  # "prefix" or "lora"
+    rows: tuple[str, ...]  # the table rows (feature_zh) the sentence rests on
+
+
+ADVICE_HEADING = "选择建议:"  # "selection advice:"
+ADVICE = (
+    Advice("如果对模型的可解释性要求较高,或者需要避免灾难性遗忘,可以选择前缀微调。",
+           "If the model's interpretability matters a lot, or catastrophic forgetting must be avoided, choose "
+           "prefix-tuning.", "prefix", ("可解释性", "避免灾难性遗忘")),
+    Advice("如果对训练速度和内存占用要求较高,可以选择LoRA。",
+           "If training speed and memory use matter a lot, choose LoRA.", "lora", ("训练速度", "内存占用")),
+)
+
+
+def quoted_strings() -> list[str]:
+    """Every Chinese string this module quotes, as it must appear in the article's text."""
+    return [TABLE_HEADER, *(row.table_line for row in TABLE), ADVICE_HEADING, *(a.zh for a in ADVICE)]
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` columns, a Chinese character counting as two (as terminals and
+    notebooks draw it)."""
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - columns)
+
+
+def format_table() -> str:
+    """The article's table and advice as the notebook prints them: the Chinese, with the English beside it."""
+    lines = [f"{pad('特征 (feature)', 50)} {pad('前缀微调 (prefix-tuning)', 28)} LoRA"]
+    for row in TABLE:
+        lines.append(f"{pad(f'{row.feature_zh} ({row.feature_en})', 50)} "
+                     f"{pad(f'{row.prefix_zh} ({row.prefix_en})', 28)} {row.lora_zh} ({row.lora_en})")
+    lines.append(f"{ADVICE_HEADING} (selection advice)")
+    for advice in ADVICE:
+        lines += [f"  {advice.zh}", f"  ({advice.en})"]
+    return "\n".join(lines)
