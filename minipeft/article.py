@@ -23,8 +23,9 @@ TABLE_HEADER = "| 特征 | 前缀微调 | LoRA |"  # feature | prefix-tuning | L
 class Rating:
     """One row of the article's table: a feature and its rating of each method, in Chinese and in English.
 
-    ``favours`` is the method the row rates better (``prefix`` or ``lora``) and ``claim`` says, in words that can be
-    measured, what the row claims of the two methods."""
+    ``favours`` is the method the row rates better (``prefix`` or ``lora``), ``claim`` says in words that can be
+    measured what the row claims of the two methods, and ``quotes`` holds the article's own sentences behind the
+    rating, as ``(Chinese, English)`` pairs."""
 
     feature_zh: str
     feature_en: str
@@ -34,6 +35,7 @@ class Rating:
     lora_en: str
     favours: str
     claim: str
+    quotes: tuple[tuple[str, str], ...] = ()
 
     @property
     def table_line(self) -> str:
@@ -44,15 +46,33 @@ class Rating:
 # The article's table, row by row, in its order (特征 = feature; 前缀微调 = prefix-tuning).
 TABLE = (
     Rating("参数效率", "parameter efficiency", "中等", "medium", "高", "high", "lora",
-           "LoRA keeps fewer parameters than prefix-tuning"),
+           "LoRA keeps fewer parameters than prefix-tuning",
+           (("参数效率:LoRA 只需要训练少量低秩矩阵的参数,相比于全参数微调和前缀微调,参数效率更高。",
+             "Parameter efficiency: LoRA only needs to train the parameters of a few low-rank matrices; compared with "
+             "full fine-tuning and prefix-tuning, its parameter efficiency is higher."),
+            ("其仍然需要为每个任务存储一个独立的前缀矩阵,当任务数量较多时,存储成本仍然很高。",
+             "[prefix-tuning] still needs a separate prefix matrix stored for every task; with many tasks the storage "
+             "cost is still high."))),
     Rating("训练速度", "training speed", "中等", "medium", "快", "fast", "lora",
-           "a LoRA training step is faster than a prefix-tuning step"),
+           "a LoRA training step is faster than a prefix-tuning step",
+           (("训练速度:LoRA 的训练速度比全参数微调快得多,通常只需要几分钟到几十分钟就可以完成微调。",
+             "Training speed: LoRA trains much faster than full fine-tuning; fine-tuning usually takes only a few "
+             "minutes to a few tens of minutes."),)),
     Rating("内存占用", "memory use", "中等", "medium", "低", "low", "lora",
-           "LoRA needs less memory to train than prefix-tuning"),
+           "LoRA needs less memory to train than prefix-tuning",
+           (("内存占用:LoRA 的内存占用比全参数微调小得多,可以轻松地在单个 GPU 上微调大型语言模型。",
+             "Memory use: LoRA uses much less memory than full fine-tuning, so a large language model can easily be "
+             "fine-tuned on a single GPU."),)),
     Rating("可解释性", "interpretability", "高", "high", "低", "low", "prefix",
-           "a prefix is easier to read than a LoRA update"),
+           "a prefix is easier to read than a LoRA update",
+           (("前缀层可以看作是模型对特定任务或领域的理解,通过分析前缀层的参数,可以更好地理解模型的决策过程。",
+             "The prefix layer can be seen as the model's understanding of a particular task or domain; analysing "
+             "its parameters gives a better understanding of how the model decides."),)),
     Rating("避免灾难性遗忘", "avoiding catastrophic forgetting", "高", "high", "低", "low", "prefix",
-           "prefix-tuning forgets less than LoRA"),
+           "prefix-tuning forgets less than LoRA",
+           (("而前缀微调由于不改变模型本身的参数,可以有效避免灾难性遗忘。",
+             "Because prefix-tuning does not change the model's own parameters, it can effectively avoid "
+             "catastrophic forgetting."),)),
 )
 RATINGS = {row.feature_zh: row for row in TABLE}
 
@@ -79,7 +99,8 @@ ADVICE = (
 
 def quoted_strings() -> list[str]:
     """Every Chinese string this module quotes, as it must appear in the article's text."""
-    return [TABLE_HEADER, *(row.table_line for row in TABLE), ADVICE_HEADING, *(a.zh for a in ADVICE)]
+    return [TABLE_HEADER, *(row.table_line for row in TABLE), *(zh for row in TABLE for zh, _ in row.quotes),
+            ADVICE_HEADING, *(a.zh for a in ADVICE)]
 
 
 def pad(text: str, width: int) -> str:
@@ -87,6 +108,17 @@ def pad(text: str, width: int) -> str:
     notebooks draw it)."""
     columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
     return text + " " * max(0, width - columns)
+
+
+def format_claims() -> str:
+    """Row by row: the article's own sentences behind the rating (Chinese, then English) and the claim tested."""
+    lines = []
+    for row in TABLE:
+        lines.append(f"{row.feature_zh} ({row.feature_en}): prefix {row.prefix_zh}, LoRA {row.lora_zh}")
+        for zh, en in row.quotes:
+            lines += [f"  「{zh}」", f"    ({en})"]
+        lines.append(f"  claim tested: {row.claim}")
+    return "\n".join(lines)
 
 
 def format_table() -> str:

@@ -223,6 +223,19 @@ def lab_skeleton(base_model: str = "smollm2-135m") -> nn.Module:
     return model
 
 
+def lab_kept_parameters(skeleton: nn.Module) -> Callable[[dict], int]:
+    """``kept(record)``: the parameters a forgetting-lab run's setting keeps, counted on ``skeleton``
+    (:func:`lab_skeleton`) built as the lab builds it."""
+    from .forgetting.lab import LabRun
+
+    def kept(record: dict) -> int:
+        run = LabRun(record["method"], record["lr"], record["seed"], r=record["r"], targets=record["targets"],
+                     length=record["length"])
+        return kept_parameters(run.build(skeleton), run.method)
+
+    return kept
+
+
 @dataclass(frozen=True)
 class MatchedSize:
     """The smallest setting of each method that reaches ``level`` (a task loss), and what each keeps."""

@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 import torch
 
-from minipeft.article import ADVICE, ARTICLE_FILE, RATINGS, TABLE, format_table, quoted_strings
+from minipeft.article import ADVICE, ARTICLE_FILE, RATINGS, TABLE, format_claims, format_table, quoted_strings
 from minipeft.comparison import (
     Evidence,
     RowResult,
@@ -79,6 +79,10 @@ def test_the_printed_table_carries_chinese_and_english():
         line = next(line for line in table.splitlines() if line.startswith(row.feature_zh))
         assert f"{row.prefix_zh} ({row.prefix_en})" in line and line.endswith(f"{row.lora_zh} ({row.lora_en})")
     assert all(a.zh in table and a.en in table for a in ADVICE)
+    claims = format_claims()
+    assert all(row.quotes for row in TABLE)
+    assert all(zh in claims and en in claims for row in TABLE for zh, en in row.quotes)
+    assert all(f"claim tested: {row.claim}" in claims for row in TABLE)
 
 
 def interval(mean: float, half: float) -> Interval:
