@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
 from .checks import finite_float, positive_int, probability
+from .quant import Linear4bit
 
 __all__ = ["LoRALayer", "apply_lora", "disable_lora", "lora_layers", "merge_lora", "unload_lora", "unmerge_lora"]
 
@@ -146,12 +147,13 @@ def _find_targets(model: nn.Module, targets: Sequence[str], qv_only: bool) -> di
     for name, module in model.named_modules():
         if not any(name == t or name.endswith("." + t) for t in targets):
             continue
-        if not isinstance(module, nn.Linear | Conv1D):
+        if not isinstance(module, nn.Linear | Conv1D | Linear4bit):
             raise TypeError(f"Target {name!r} is a {type(module).__name__}; LoRA here wraps nn.Linear and "
                             f"transformers' Conv1D only. Choose targets such as 'c_attn', 'c_proj', 'c_fc'.")
         found[name] = QV_CHUNKS if qv_only and name.split(".")[-1] == "c_attn" else None
     if not found:
-        linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear | Conv1D)})
+        linear = sorted({n.split(".")[-1] for n, m in model.named_modules()
+                         if isinstance(m, nn.Linear | Conv1D | Linear4bit)})
         raise ValueError(f"No module of the model matches targets {list(targets)}. Layers LoRA can wrap here: "
                          f"{linear}.")
     if qv_only:

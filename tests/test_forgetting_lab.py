@@ -1,5 +1,6 @@
 """The forgetting lab: its statistics and verdicts on constructed cases, and one run measured on a tiny model."""
 
+import copy
 import math
 
 import pytest
@@ -133,14 +134,39 @@ def tiny_context(tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(SMOLLM2_DIR)
     base = make_tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=512, pad_token_id=tokenizer.eos_token_id,
                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    old = dict(lab.TEXTS)
-    lab.TEXTS.update(english=4, shakespeare=2)
-    try:
-        ctx = lab.LabContext.create(base, tokenizer, "tiny-llama", "ci")
-    finally:
-        lab.TEXTS.update(old)
-    ctx.mrs = ctx.mrs[:4]
-    return ctx
+    scale = lab.LabScale(steps=2, n_val=64, n_mrs=4, texts={"english": 4, "shakespeare": 2}, block_len=256,
+                         max_new_tokens=40)
+    return lab.LabContext.create(base, tokenizer, "tiny-llama", "ci", scale)
+
+
+def test_weight_view_reads_q_and_v_from_gpt2s_fused_c_attn():
+    from conftest import make_tiny_gpt2
+
+    from minipeft.recipes import build
+
+    base = make_tiny_gpt2()
+    model = lab.LabRun("lora", 1e-2, 0, r=2, targets="qv").build(base)
+    for layer in lab.lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_B)  # a non-zero update
+    before, after = lab.qv_weights(base), lab.qv_weights(model)
+    d = base.config.n_embd
+    assert sorted(before) == sorted(f"transformer.h.{i}.attn.c_attn.{p}" for i in range(base.config.n_layer)
+                                    for p in "qv")
+    w = base.transformer.h[0].attn.c_attn.weight  # Conv1D: (in, 3 * out) = [q | k | v] columns
+    assert torch.equal(before["transformer.h.0.attn.c_attn.q"], w[:, :d].T)
+    assert torch.equal(before["transformer.h.0.attn.c_attn.v"], w[:, 2 * d:].T)
+    layer = lab.lora_layers(model)["transformer.h.0.attn.c_attn"]
+    delta = layer.delta_weight().T  # (3 * out, in)
+    assert torch.allclose(after["transformer.h.0.attn.c_attn.v"] - before["transformer.h.0.attn.c_attn.v"],
+                          delta[2 * d:])
+    view = lab.weight_view(base, model)
+    assert view["dw_rel_norm"] > 0 and 1 <= view["dw_effective_rank"] <= 2  # rank-2 updates
+    assert lab.weight_view(base, build("full", copy.deepcopy(base)))["dw_rel_norm"] == 0.0
+
+
+def test_scales_per_profile():
+    assert lab.lab_scale("ci") == lab.CI_SCALE and lab.lab_scale("cpu") == lab.FULL_SCALE == lab.lab_scale("gpu")
+    assert lab.FULL_SCALE.steps == lab.STEPS and sum(lab.FULL_SCALE.texts.values()) * lab.FULL_SCALE.block_len == 24_576
 
 
 @pytest.mark.parametrize("run", [lab.LabRun("full", 1e-3, 0, steps=2), lab.LabRun("lora", 1e-2, 1, r=2, targets="qv",

@@ -36,26 +36,53 @@ from pathlib import Path
 import torch
 import transformers
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ..data import load_restaurant, make_loader, prompt_text
 from ..decode import generate_texts
 from ..lora import disable_lora, lora_layers
 from ..metrics import slot_error_rate
 from ..paths import REPO_ROOT
+from ..profiles import Profile, get_profile
 from ..rank import effective_rank
 from ..recipes import build
 from ..seeding import seed_everything
-from ..train import evaluate_loss, train
+from ..train import evaluate_loss, model_device, train
 from .general import mean_nats, text_blocks
 
 LAB_DIR = REPO_ROOT / "results" / "forgetting-lab"
 ALPHA_RS = 8 * math.sqrt(2)
-STEPS, BATCH, N_VAL, N_MRS, MAX_NEW_TOKENS = 60, 8, 64, 32, 40
-BLOCK_LEN = 256
-TEXTS = {"english": 80, "shakespeare": 16}  # blocks of BLOCK_LEN tokens: 20,480 and 4,096 tokens
+BATCH = 8
 INTRUDER_TOP_K, INTRUDER_EPS = 10, 0.5  # Shuttleworth et al. 2024: top-k singular vectors, cosine threshold
 PROMPT = "Write one sentence about the restaurant below.\n"  # the prompt control's instruction
 
+
+@dataclass(frozen=True)
+class LabScale:
+    """How big a run is: training steps, validation examples, test MRs scored, general-text blocks per text and
+    their length, and the length of generated sentences."""
+
+    steps: int
+    n_val: int
+    n_mrs: int
+    texts: dict[str, int]  # general text -> number of blocks of block_len tokens
+    block_len: int
+    max_new_tokens: int
+
+
+# The committed sweep's scale (SmolLM2-135M, 2 CPU cores): 20,480 tokens of English and 4,096 of Shakespeare.
+FULL_SCALE = LabScale(steps=60, n_val=64, n_mrs=32, texts={"english": 80, "shakespeare": 16}, block_len=256,
+                      max_new_tokens=40)
+# The ci profile's smoke test on the mini GPT-2: every line runs, no number is a result.
+CI_SCALE = LabScale(steps=6, n_val=16, n_mrs=4, texts={"english": 4, "shakespeare": 2}, block_len=64,
+                    max_new_tokens=8)
+STEPS, TEXTS = FULL_SCALE.steps, FULL_SCALE.texts
+
+
+def lab_scale(profile: str | Profile | None = None) -> LabScale:
+    """:data:`CI_SCALE` for the ``ci`` profile and dry runs, else :data:`FULL_SCALE` (the committed sweep's)."""
+    profile = get_profile(profile)
+    return CI_SCALE if profile.name == "ci" or profile.dry_run else FULL_SCALE
 # Four rates a half-decade apart (31.6x) per method, around each method's best rate from scripts/lr_check.py.
 RATES = {"full": (3.16e-5, 1e-4, 3.16e-4, 1e-3), "prefix": (3.16e-4, 1e-3, 3.16e-3, 1e-2),
          "lora": (1e-3, 3.16e-3, 1e-2, 3.16e-2)}
@@ -105,14 +132,14 @@ def rank_grid() -> list[LabRun]:
 
 
 # ----------------------------------------------------------------------------- what a run measures
-def general_blocks(tokenizer) -> dict[str, torch.Tensor]:
-    """The general texts of :data:`TEXTS` as token blocks."""
+def general_blocks(tokenizer, scale: LabScale = FULL_SCALE) -> dict[str, torch.Tensor]:
+    """The general texts of ``scale`` as token blocks: modern English prose and the held-out Shakespeare."""
     from pydoc_data.topics import topics
 
     from ..corpus import heldout_text
 
     texts = {"english": "\n\n".join(topics[k] for k in sorted(topics)), "shakespeare": heldout_text()}
-    return {name: text_blocks(texts[name], tokenizer, BLOCK_LEN, n) for name, n in TEXTS.items()}
+    return {name: text_blocks(texts[name], tokenizer, scale.block_len, n) for name, n in scale.texts.items()}
 
 
 def prompted_nats(model: nn.Module, tokenizer, blocks: torch.Tensor, mrs: list[str]) -> float:
@@ -128,16 +155,23 @@ def prompted_nats(model: nn.Module, tokenizer, blocks: torch.Tensor, mrs: list[s
 
 
 def qv_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every layer's query and value weight as the model uses it now (a LoRA update included), (out, in)."""
+    """Every layer's query and value weight as the model uses it now (a LoRA update included), as (out, in):
+    Llama's ``q_proj`` and ``v_proj``, or the q and v thirds of GPT-2's fused ``c_attn``."""
     adapted = lora_layers(model)
     out = {}
     for name, module in model.named_modules():
-        if not name.endswith(("q_proj", "v_proj")):
+        if not name.endswith(("q_proj", "v_proj", "c_attn")):
             continue
-        if name in adapted:
-            out[name] = (adapted[name].base.weight + adapted[name].delta_weight()).detach().float()
-        elif isinstance(module, nn.Linear):
-            out[name] = module.weight.detach().float()
+        layer = adapted[name].base if name in adapted else module
+        if not isinstance(layer, nn.Linear | Conv1D):
+            continue
+        w = layer.weight + adapted[name].delta_weight() if name in adapted else layer.weight
+        w = (w.T if isinstance(layer, Conv1D) else w).detach().float()  # Conv1D stores (in, out)
+        if name.endswith("c_attn"):
+            q, _, v = w.chunk(3)
+            out[f"{name}.q"], out[f"{name}.v"] = q, v
+        else:
+            out[name] = w
     return out
 
 
@@ -165,6 +199,7 @@ def adapter_off_diff(base: nn.Module, model: nn.Module, ids: torch.Tensor, metho
     """Max |logit difference| from the base model with the adapter switched off (None for full fine-tuning)."""
     if method == "full":
         return None
+    ids = ids.to(model_device(base))
     with torch.no_grad():
         reference = base(ids).logits
         if method == "lora":
@@ -202,16 +237,18 @@ class LabContext:
     blocks: dict[str, torch.Tensor]
     before: dict[str, float]
     code: dict
+    scale: LabScale = FULL_SCALE
 
     @classmethod
-    def create(cls, base: nn.Module, tokenizer, base_name: str, profile) -> LabContext:
-        val = load_restaurant("validation", profile)[:N_VAL]
-        mrs = list(dict.fromkeys(mr for mr, _ in load_restaurant("test", profile)))[:N_MRS]
-        blocks = general_blocks(tokenizer)
+    def create(cls, base: nn.Module, tokenizer, base_name: str, profile, scale: LabScale = FULL_SCALE
+               ) -> LabContext:
+        val = load_restaurant("validation", profile)[:scale.n_val]
+        mrs = list(dict.fromkeys(mr for mr, _ in load_restaurant("test", profile)))[:scale.n_mrs]
+        blocks = general_blocks(tokenizer, scale)
         before = {name: mean_nats(base, b) for name, b in blocks.items()}
         val_loader = make_loader(val, tokenizer, BATCH, 512, shuffle=False, drop_long=True)
         return cls(base, tokenizer, base_name, load_restaurant("train", profile), val_loader, mrs, blocks, before,
-                   code_version())
+                   code_version(), scale)
 
 
 def run_path(run: LabRun, lab_dir: str | Path = LAB_DIR) -> Path:
@@ -226,7 +263,7 @@ def measure(run: LabRun, ctx: LabContext) -> dict:
     history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
                     progress=False)
     after = {name: mean_nats(model, b) for name, b in ctx.blocks.items()}
-    texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+    texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens, progress=False)
     record = {**asdict(run), "alpha": run.alpha, "base_model": ctx.base_name,
               "task_loss": evaluate_loss(model, ctx.val_loader), "final_train_loss": history.train_loss[-1],
               "ser": slot_error_rate(ctx.mrs, texts), "sample": texts[0],
@@ -312,8 +349,10 @@ def forgetting_nats(record: dict, text: str = "english") -> float:
 
 def setting_name(record: dict) -> str:
     """A run's method and size, whatever its rate and seed: ``full``, ``lora r=8 qv``, ``prefix P=10``."""
-    size = {"full": "", "lora": f" r={record['r']} {record['targets']}", "prefix": f" P={record['length']}"}
-    return record["method"] + size[record["method"]]
+    method = record["method"]
+    if method == "lora":
+        return f"lora r={record['r']} {record['targets']}"
+    return f"prefix P={record['length']}" if method == "prefix" else method
 
 
 def format_runs(records: list[dict]) -> str:

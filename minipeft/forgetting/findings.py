@@ -1,0 +1,155 @@
+"""What the forgetting lab found: its runs read as frontiers, compared at matched task loss, and judged.
+
+Notebook 06 shows these results and notebook 07's forgetting row reads the same functions, so the article's claim
+(prefix-tuning 避免灾难性遗忘 高, LoRA 低: "the prefix avoids forgetting better") has one rule: :func:`compare`,
+which hands :func:`.frontier.verdict` the forgetting of two methods at the task losses both reach.
+
+A verdict needs :data:`MIN_SEEDS` seeds at every rate of both methods; with fewer, intervals are too wide (or, with
+one seed, absent) and the answer is "not settled" whatever the means say.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..profiles import Profile, get_profile
+from .frontier import Interval, Point, at_matched_loss, frontier, matched_levels, pareto, verdict
+from .lab import RATES, LabRun, forgetting_nats, lab_scale, load_runs, main_grid, setting_name
+
+MIN_SEEDS = 3
+MAIN_SETTINGS = {"full": "full", "prefix": "prefix P=10", "lora": "lora r=8 qv"}  # the main grid's sizes
+WEIGHT_METRICS = ("dw_rel_norm", "dw_effective_rank", "intruders")
+
+
+def runs_of(records: Sequence[dict], setting: str, steps: int | None = None) -> list[dict]:
+    """The runs of one setting (``setting_name``: ``full``, ``prefix P=10``, ``lora r=8 qv``, ...)."""
+    return [r for r in records if setting_name(r) == setting and (steps is None or r["steps"] == steps)]
+
+
+def front_of(records: Sequence[dict], setting: str, text: str = "english") -> list[Point]:
+    """One setting's frontier: a point per rate, forgetting (nats on ``text``) and task loss paired by seed."""
+    return frontier(runs_of(records, setting), lambda r: forgetting_nats(r, text))
+
+
+def fewest_seeds(front: Sequence[Point]) -> int:
+    return min((len(p.task_loss) for p in front), default=0)
+
+
+@dataclass(frozen=True)
+class MatchedComparison:
+    """Forgetting of ``claimed_method`` and ``other_method`` at the same task losses (``levels``), and the verdict
+    on "``claimed_method`` forgets less"."""
+
+    claimed_method: str
+    other_method: str
+    text: str
+    levels: list[float]
+    claimed: list[Interval]
+    other: list[Interval]
+    seeds: int
+    verdict: str
+
+    def rows(self) -> list[tuple[float, Interval, Interval]]:
+        return list(zip(self.levels, self.claimed, self.other, strict=True))
+
+    def summary(self) -> str:
+        """One sentence, every number formatted from the comparison."""
+        if not self.levels:
+            return (f"{self.claimed_method} and {self.other_method} reach no common task loss yet: "
+                    f"verdict {self.verdict}.")
+        spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} [{c.low:+.2f}, {c.high:+.2f}] vs {o.mean:+.2f} "
+                          f"[{o.low:+.2f}, {o.high:+.2f}]" for lv, c, o in self.rows())
+        return (f"Forgetting on {self.text} text (nats, mean and 95% interval over {self.seeds} seed(s)), "
+                f"{self.claimed_method} vs {self.other_method}: {spans}. \"{self.claimed_method} forgets less\": "
+                f"{self.verdict}.")
+
+
+def compare(records: Sequence[dict], claimed: str, other: str, text: str = "english", n_levels: int = 3
+            ) -> MatchedComparison:
+    """Is "``claimed`` forgets less than ``other``" borne out at matched task loss? ``claimed`` and ``other`` are
+    setting names; the verdict is "not settled" until both have :data:`MIN_SEEDS` seeds at every rate."""
+    a, b = front_of(records, claimed, text), front_of(records, other, text)
+    seeds = min(fewest_seeds(a), fewest_seeds(b))
+    levels = matched_levels(a, b, n_levels) if a and b else []
+    ia, ib = (at_matched_loss(a, levels), at_matched_loss(b, levels)) if levels else ([], [])
+    word = verdict(ia, ib) if seeds >= MIN_SEEDS else "not settled"
+    return MatchedComparison(claimed, other, text, levels, ia, ib, seeds, word)
+
+
+def article_forgetting_claim(records: Sequence[dict] | None = None, text: str = "english") -> MatchedComparison:
+    """The article's 避免灾难性遗忘 row (prefix 高, LoRA 低) as "the prefix forgets less than LoRA at the same task
+    loss", on the main grid's sizes; ``records`` default to the committed lab runs."""
+    records = load_runs() if records is None else records
+    return compare(records, MAIN_SETTINGS["prefix"], MAIN_SETTINGS["lora"], text)
+
+
+def best_task_loss(records: Sequence[dict], setting: str) -> tuple[float, Interval]:
+    """The rate with the lowest mean task loss for ``setting``, and that loss's interval over the seeds."""
+    front = front_of(records, setting)
+    if not front:
+        raise ValueError(f"No runs of {setting!r}: settings present are {sorted({setting_name(r) for r in records})}.")
+    best = min(front, key=lambda p: p.loss.mean)
+    return best.lr, best.loss
+
+
+def live_slice(profile: str | Profile | None, records: Sequence[dict]) -> list[LabRun]:
+    """The runs a notebook trains live: on a GPU (not a dry run) the whole main grid; elsewhere each method once,
+    seed 0, at its best rate in ``records`` (the middle of its grid when it has no runs there), so a ``cpu`` run
+    repeats three committed runs and shows they reproduce."""
+    profile = get_profile(profile)
+    scale = lab_scale(profile)
+    if profile.name == "gpu" and not profile.dry_run:
+        return main_grid()
+    runs = []
+    for method, setting in MAIN_SETTINGS.items():
+        size = next(r for r in main_grid() if r.method == method)
+        lr = best_task_loss(records, setting)[0] if runs_of(records, setting) else RATES[method][1]
+        runs.append(LabRun(method, lr, 0, size.r, size.targets, size.length, scale.steps))
+    return runs
+
+
+def front_means(front: Sequence[Point]) -> list[tuple[float, float]]:
+    """The Pareto front of a frontier's means, ``(task loss, forgetting)``, for plotting."""
+    return pareto([(p.loss.mean, p.forgot.mean) for p in front])
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(v: Sequence[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        out = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"spearman needs two sequences of the same length >= 3, got {len(x)} and {len(y)}.")
+    rx, ry = ranks(x), ranks(y)
+    if len(set(rx)) == 1 or len(set(ry)) == 1:
+        return math.nan  # a constant has no rank order
+    return statistics.correlation(rx, ry)
+
+
+def weight_correlations(records: Sequence[dict], text: str = "english", max_task_loss: float = 1.0
+                        ) -> dict[str, dict[str, float]]:
+    """Per method (full, LoRA) and weight-space measure: Spearman's correlation with forgetting across runs that
+    learned the task (``task_loss <= max_task_loss``; diverged runs would dominate any correlation)."""
+    out: dict[str, dict[str, float]] = {}
+    for method in ("full", "lora"):
+        runs = [r for r in records if r["method"] == method and r["task_loss"] <= max_task_loss
+                and all(k in r for k in WEIGHT_METRICS)]
+        if len(runs) < 3:
+            continue
+        forgot = [forgetting_nats(r, text) for r in runs]
+        out[method] = {k: spearman([float(r[k]) for r in runs], forgot) for k in WEIGHT_METRICS}
+        out[method]["n"] = len(runs)
+    return out
+

@@ -1,0 +1,80 @@
+"""The lab's findings on constructed runs: the article's claim judged at matched task loss, the best task loss, and
+the weight-space correlations."""
+
+import math
+
+import pytest
+
+from minipeft.forgetting.findings import (
+    MIN_SEEDS,
+    article_forgetting_claim,
+    best_task_loss,
+    compare,
+    spearman,
+    weight_correlations,
+)
+
+SIZES = {"full": {}, "prefix": {"length": 10}, "lora": {"r": 8, "targets": "qv"}}
+NOISE = (-0.01, 0.0, 0.01, 0.005, -0.005)
+
+
+def run(method: str, lr: float, seed: int, task_loss: float, forgot: float, **extra) -> dict:
+    return {"method": method, "lr": lr, "seed": seed, "steps": 60, "task_loss": task_loss, **SIZES[method],
+            "general_nats_before": {"english": 2.0}, "general_nats_after": {"english": 2.0 + forgot}, **extra}
+
+
+def grid(method: str, points: list[tuple[float, float]], extra_forgetting: float, seeds: int = 5) -> list[dict]:
+    """One method on a line forgetting = 3 - 2 * loss (+ extra), a rate per point, seeds with small noise."""
+    return [run(method, 10.0 ** -(3 + i), s, loss + NOISE[s], 3.0 - 2 * loss + extra_forgetting + NOISE[s])
+            for i, loss in enumerate(points) for s in range(seeds)]
+
+
+def test_prefix_forgetting_more_everywhere_is_not_supported_and_less_is_supported():
+    losses = [0.6, 0.5, 0.4]
+    worse = grid("prefix", losses, 1.0) + grid("lora", losses, 0.0)
+    better = grid("prefix", losses, 0.0) + grid("lora", losses, 1.0)
+    claim = article_forgetting_claim(worse)
+    assert claim.verdict == "not supported" and claim.seeds == 5 and len(claim.levels) == 3
+    assert all(o.high < c.low for _, c, o in claim.rows())
+    assert article_forgetting_claim(better).verdict == "supported"
+    assert "not supported" in claim.summary() and f"{claim.claimed[0].mean:+.2f}" in claim.summary()
+
+
+def test_too_few_seeds_is_not_settled_whatever_the_means_say():
+    losses = [0.6, 0.5, 0.4]
+    few = grid("prefix", losses, 1.0, seeds=MIN_SEEDS - 1) + grid("lora", losses, 0.0, seeds=MIN_SEEDS - 1)
+    claim = article_forgetting_claim(few)
+    assert claim.verdict == "not settled" and claim.seeds == MIN_SEEDS - 1
+    assert claim.claimed[0].mean > claim.other[0].mean  # the means alone would have said "not supported"
+
+
+def test_methods_that_share_no_task_loss_are_not_settled():
+    records = grid("prefix", [0.9, 0.8], 0.0) + grid("lora", [0.3, 0.2], 0.0)
+    claim = compare(records, "prefix P=10", "lora r=8 qv")
+    assert claim.levels == [] and claim.verdict == "not settled" and "no common task loss" in claim.summary()
+
+
+def test_best_task_loss_is_the_rate_with_the_lowest_mean():
+    records = grid("full", [0.6, 0.35, 0.5], 0.0)
+    lr, loss = best_task_loss(records, "full")
+    assert lr == 1e-4 and math.isclose(loss.mean, 0.35) and loss.low < 0.35 < loss.high
+    with pytest.raises(ValueError, match="No runs of 'lora r=8 qv'"):
+        best_task_loss(records, "lora r=8 qv")
+
+
+def test_spearman_matches_hand_computed_ranks():
+    assert math.isclose(spearman([1, 2, 3, 4], [10, 30, 20, 40]), 0.8)  # one swap: 1 - 6*2/(4*15)
+    assert math.isclose(spearman([1, 2, 3], [3, 2, 1]), -1.0)
+    assert math.isclose(spearman([1, 1, 2], [1, 1, 5]), 1.0)  # ties share their mean rank
+    assert math.isnan(spearman([1, 2, 3], [0, 0, 0]))
+    with pytest.raises(ValueError, match="same length >= 3"):
+        spearman([1, 2], [1, 2])
+
+
+def test_weight_correlations_leave_out_runs_that_did_not_learn():
+    learned = [run("lora", 1e-3, s, 0.4, f, dw_rel_norm=n, dw_effective_rank=8 - n, intruders=s)
+               for s, (f, n) in enumerate([(0.5, 0.1), (1.0, 0.2), (1.5, 0.3), (2.0, 0.4)])]
+    diverged = run("lora", 1e-1, 0, 5.0, 0.1, dw_rel_norm=9.0, dw_effective_rank=0.0, intruders=0)
+    corr = weight_correlations(learned + [diverged])
+    assert corr["lora"]["n"] == 4 and "full" not in corr
+    assert math.isclose(corr["lora"]["dw_rel_norm"], 1.0) and math.isclose(corr["lora"]["dw_effective_rank"], -1.0)
