@@ -97,10 +97,16 @@ ADVICE = (
 )
 
 
+# The article's outlook (未来 ... 例如:), the line notebook 07's section 4 answers with one model serving two tasks.
+MULTITASK = ("多任务微调:研究如何将多个相关任务的知识迁移到单个模型中,实现多任务学习。",
+             "Multi-task fine-tuning: research on how to carry the knowledge of several related tasks into a single "
+             "model, to achieve multi-task learning.")
+
+
 def quoted_strings() -> list[str]:
     """Every Chinese string this module quotes, as it must appear in the article's text."""
     return [TABLE_HEADER, *(row.table_line for row in TABLE), *(zh for row in TABLE for zh, _ in row.quotes),
-            ADVICE_HEADING, *(a.zh for a in ADVICE)]
+            ADVICE_HEADING, *(a.zh for a in ADVICE), MULTITASK[0]]
 
 
 def pad(text: str, width: int) -> str:

@@ -15,7 +15,6 @@ the smallest adapter of each method that reaches the same task loss).
 from __future__ import annotations
 
 import copy
-import statistics
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -247,26 +246,20 @@ class MatchedSize:
 
 
 def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], int]) -> MatchedSize | None:
-    """From the forgetting lab's runs: each setting's best task loss (the mean over seeds at its best rate), the
-    task loss both methods reach (the higher of the two methods' best), and for each method the setting that
-    reaches it keeping the fewest parameters (``kept(record)``). None if either method has no runs."""
+    """From the forgetting lab's runs: each setting's best task loss (:func:`~minipeft.forgetting.findings.
+    best_task_loss`: the mean over seeds at its best rate), the task loss both methods reach (the higher of the two
+    methods' best), and for each method the setting that reaches it keeping the fewest parameters
+    (``kept(record)``). None if either method has no runs."""
+    from .forgetting.findings import best_task_loss, runs_of
     from .forgetting.lab import setting_name
 
-    best: dict[str, tuple[float, dict]] = {}  # setting -> (best mean task loss, a record of it)
-    by_rate: dict[tuple[str, float], list[dict]] = {}
-    for record in records:
-        if record["method"] in ("prefix", "lora"):
-            by_rate.setdefault((setting_name(record), record["lr"]), []).append(record)
-    for (setting, _), runs in by_rate.items():
-        loss = statistics.fmean(r["task_loss"] for r in runs)
-        if setting not in best or loss < best[setting][0]:
-            best[setting] = (loss, runs[0])
-    methods = {m: {s: v for s, v in best.items() if v[1]["method"] == m} for m in ("prefix", "lora")}
-    if not all(methods.values()):
+    settings = {m: sorted({setting_name(r) for r in records if r["method"] == m}) for m in ("prefix", "lora")}
+    if not all(settings.values()):
         return None
-    level = max(min(loss for loss, _ in settings.values()) for settings in methods.values())
-    chosen = {m: min(((kept(rec), s) for s, (loss, rec) in settings.items() if loss <= level))
-              for m, settings in methods.items()}
+    best = {s: best_task_loss(records, s)[1].mean for m in settings for s in settings[m]}
+    level = max(min(best[s] for s in names) for names in settings.values())
+    chosen = {m: min((kept(runs_of(records, s)[0]), s) for s in names if best[s] <= level)
+              for m, names in settings.items()}
     evidence = Evidence(f"parameters kept at matched task loss {level:.3f}", "parameters",
                         exact(chosen["prefix"][0]), exact(chosen["lora"][0]))
     return MatchedSize(level, chosen["prefix"][1], chosen["lora"][1], evidence)

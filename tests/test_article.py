@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import re
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 
-from minipeft.article import ADVICE, ARTICLE_FILE, RATINGS, TABLE, format_claims, format_table, quoted_strings
+from minipeft.article import (
+    ADVICE,
+    ARTICLE_FILE,
+    CITATION,
+    RATINGS,
+    TABLE,
+    format_claims,
+    format_table,
+    quoted_strings,
+)
 from minipeft.comparison import (
     Evidence,
     RowResult,
@@ -57,6 +69,19 @@ def test_every_quoted_string_is_the_articles_own_word_for_word():
     assert not missing, f"not in {source}: {missing}"
     if ARTICLE_FILE.is_file():  # the copy above is the article's too
         assert ARTICLE_EXCERPT in text
+
+
+def test_notebook_07_quotes_the_article_word_for_word():
+    """Every stretch of Chinese in notebook 07 (prose and code) is the article's own, or the package's quotes of it
+    where the article's file is absent."""
+    text = ARTICLE_FILE.read_text(encoding="utf-8") if ARTICLE_FILE.is_file() else "\n".join(
+        [ARTICLE_EXCERPT, CITATION, *quoted_strings()])
+    cells = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "07_comparison.ipynb").read_text())["cells"]
+    source = "\n".join("".join(c["source"]) for c in cells)
+    stretches = [s.strip(",:") for s in re.findall(r"[\u4e00-\u9fff][\u4e00-\u9fff,:。、]*", source)]
+    stretches = [s for s in stretches if len(s) >= 2]
+    assert len(stretches) > 20  # the notebook quotes the article
+    assert not [s for s in stretches if s not in text]
 
 
 def test_the_ratings_are_the_articles_and_each_row_favours_the_method_it_rates_better():
@@ -177,7 +202,8 @@ def test_kept_parameters_drops_the_prefix_mlp_and_keeps_the_model(tiny_llama):
 def lab_record(method: str, size: int, lr: float, loss: float, seed: int = 0) -> dict:
     size_keys = {"r": size if method == "lora" else None, "targets": "qv" if method == "lora" else None,
                  "length": size if method == "prefix" else None}
-    return {"method": method, "lr": lr, "seed": seed, "task_loss": loss, **size_keys}
+    return {"method": method, "lr": lr, "seed": seed, "steps": 60, "task_loss": loss, **size_keys,
+            "general_nats_before": {"english": 2.0}, "general_nats_after": {"english": 2.5}}
 
 
 def test_matched_loss_picks_each_methods_smallest_setting_that_gets_there():
