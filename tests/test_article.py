@@ -31,6 +31,8 @@ from minipeft.comparison import (
     judge_advice,
     judge_all_advice,
     kept_parameters,
+    lab_kept_parameters,
+    lab_skeleton,
     plot_rows,
     step_seconds,
     training_bytes,
@@ -197,6 +199,25 @@ def test_kept_parameters_drops_the_prefix_mlp_and_keeps_the_model(tiny_llama):
     lora = build("lora", tiny_llama(), r=2, targets="qv")
     assert kept_parameters(lora, "lora") == sum(p.numel() for p in lora.parameters() if p.requires_grad)
     assert kept_parameters(copy.deepcopy(lora), "full") == sum(p.numel() for p in lora.parameters())
+
+
+def test_the_lab_settings_are_counted_on_smollm2s_shapes():
+    """The forgetting lab's sizes, counted on SmolLM2-135M's configuration without its weights, against the
+    arithmetic: LoRA r*(d_in + d_out) per adapted matrix, a prefix a key and a value of the key/value width per layer
+    and position."""
+    from minipeft.smollm2 import REBUILD, SMOLLM2_DIR
+
+    if not (SMOLLM2_DIR / "config.json").is_file():
+        pytest.skip(f"SmolLM2-135M is not cached in {SMOLLM2_DIR} (make setup builds it: {REBUILD})")
+    skeleton = lab_skeleton()
+    config = skeleton.config
+    layers, width, kv = config.num_hidden_layers, config.hidden_size, config.num_key_value_heads * config.head_dim
+    kept = lab_kept_parameters(skeleton)
+    assert kept(lab_record("lora", 8, 1e-2, 0.4)) == layers * 8 * ((width + width) + (width + kv))
+    assert kept(lab_record("prefix", 10, 1e-3, 0.5)) == 2 * layers * 10 * kv
+    assert all(p.is_meta for p in skeleton.parameters())  # shapes only, nothing loaded
+    with pytest.raises(ValueError, match="smollm2-135m"):
+        lab_skeleton("gpt2")
 
 
 def lab_record(method: str, size: int, lr: float, loss: float, seed: int = 0) -> dict:
