@@ -66,8 +66,12 @@ def judge(row: Rating, evidence: Sequence[Evidence], across: str = "the learning
 
 def judge_advice(advice: Advice, verdicts: dict[str, str]) -> str:
     """A sentence of the advice rests on its rows (``verdicts`` by ``feature_zh``): ``not supported`` if any row is
-    not, ``supported`` if every row is, else the first "depends on ..." among them, else ``not settled``."""
+    not, ``supported`` if every row is, else the first "depends on ..." among them, else ``not settled``. A row
+    without a verdict (a dry run's "none (dry run)") leaves the sentence without one too."""
     rows = [verdicts[feature] for feature in advice.rows]
+    unjudged = [v for v in rows if v not in VERDICTS and not v.startswith("depends on")]
+    if unjudged:
+        return unjudged[0]
     if "not supported" in rows:
         return "not supported"
     if all(v == "supported" for v in rows):

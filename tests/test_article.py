@@ -151,6 +151,7 @@ def test_advice_rests_on_its_rows():
     assert judge_advice(prefix_advice, verdicts | {"避免灾难性遗忘": "depends on the learning rate"}) == \
         "depends on the learning rate"
     assert [v for _, v in judge_all_advice(verdicts)] == ["not supported", "supported"]
+    assert judge_advice(lora_advice, verdicts | {"内存占用": "none (dry run)"}) == "none (dry run)"
     with pytest.raises(ValueError, match="内存占用"):
         judge_all_advice({k: v for k, v in verdicts.items() if k != "内存占用"})
     assert set(judge_advice(a, verdicts) for a in ADVICE) <= set(VERDICTS)
