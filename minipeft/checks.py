@@ -1,7 +1,8 @@
 """Argument checks used across the package: what a count, a finite number and a probability are, said once.
 
-Each returns the value it accepts and otherwise raises a one-line ``ValueError`` that names the argument, the value
-it got and the fix (``fix``), e.g. ``positive_int(r, "LoRA rank r", "Try r=4 or r=8.")``.
+Each returns the value it accepts and otherwise raises a one-line ``ValueError`` (``TypeError`` for a flag that is not
+``True``/``False``) that names the argument, the value it got and the fix (``fix``), e.g.
+``positive_int(r, "LoRA rank r", "Try r=4 or r=8.")``.
 """
 
 from __future__ import annotations
@@ -40,3 +41,10 @@ def probability(value: object, name: str, fix: str = "", below_one: bool = False
     if not _is_real(value) or not (0 <= value < 1 if below_one else 0 <= value <= 1):
         raise _refuse(name, "in [0, 1)" if below_one else "in [0, 1]", value, fix)
     return float(value)
+
+
+def flag(value: object, name: str, fix: str = "") -> bool:
+    """``value`` if it is ``True`` or ``False``; refuses 1, "yes" and None (a ``TypeError``: a flag has no range)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}. {fix}".rstrip())
+    return value

@@ -9,7 +9,10 @@ A wrapped layer computes ``h = W0 x + (alpha / r) * B (A x)`` where ``W0`` is th
     ...train...
     merge_lora(model)                        # fold (alpha/r) B A into W0: inference costs what the base costs
 
-Saving and loading adapters (peft's file layout) live in :mod:`minipeft.lora_files`; this module is the method.
+Three descendants are switches of :func:`apply_lora`: ``use_rslora=True`` (scaling ``alpha / sqrt(r)``,
+:func:`lora_scaling`), ``use_dora=True`` (:mod:`minipeft.dora`) and ``init_lora_weights="pissa"``
+(:mod:`minipeft.pissa`). Saving and loading adapters (peft's file layout) live in :mod:`minipeft.lora_files`;
+this module is the method.
 """
 
 from __future__ import annotations
@@ -23,12 +26,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from .checks import finite_float, positive_int, probability
+from .checks import finite_float, flag, positive_int, probability
+from .pissa import check_pissa, init_pissa, is_pissa, restore_base
 from .quant import Linear4bit
 
-__all__ = ["LoRALayer", "apply_lora", "disable_lora", "lora_layers", "merge_lora", "unload_lora", "unmerge_lora"]
+__all__ = ["LoRALayer", "apply_lora", "disable_lora", "lora_layers", "lora_scaling", "merge_lora", "unload_lora",
+           "unmerge_lora"]
 
 QV_CHUNKS = (True, False, True)  # GPT-2's fused c_attn outputs [q | k | v]: adapt q and v, leave k alone
+
+
+def lora_scaling(alpha: float, r: int, use_rslora: bool = False) -> float:
+    """The factor ``s`` of the update ``s * B A``: ``alpha / r`` (LoRA) or ``alpha / sqrt(r)`` (rsLoRA, Kalajdzievski
+    2023, which keeps the update's size from shrinking as ``r`` grows)."""
+    return alpha / math.sqrt(r) if use_rslora else alpha / r
 
 
 def in_out_features(layer: nn.Linear | Conv1D) -> tuple[int, int]:
@@ -42,16 +53,18 @@ class LoRALayer(nn.Module):
 
     ``chunks`` splits the output into equal parts and adapts only the ``True`` ones, each with its own
     rank-``r`` pair (loralib's ``MergedLinear``); ``(True, False, True)`` on GPT-2's ``c_attn`` is q-and-v LoRA.
+    ``use_rslora=True`` scales the update by ``alpha / sqrt(r)`` instead of ``alpha / r``.
     """
 
     def __init__(self, base: nn.Linear | Conv1D, r: int, alpha: float, dropout: float = 0.0,
-                 chunks: Sequence[bool] | None = None):
+                 chunks: Sequence[bool] | None = None, use_rslora: bool = False):
         super().__init__()
-        _check_hyperparameters(r, alpha, dropout)
+        _check_hyperparameters(r, alpha, dropout, use_rslora)
         self.base = base
         self.fan_in_fan_out = isinstance(base, Conv1D)  # Conv1D stores W as (in, out), the transpose of Linear
         self.in_features, self.out_features = in_out_features(base)
-        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.r, self.alpha, self.use_rslora = r, alpha, use_rslora
+        self.scaling = lora_scaling(alpha, r, use_rslora)
         self.chunks = tuple(chunks) if chunks is not None else None
         if self.chunks is not None:
             _check_chunks(self.chunks, self.out_features)
@@ -70,11 +83,13 @@ class LoRALayer(nn.Module):
         base.requires_grad_(False)
         self.train(base.training)  # a wrapped eval-mode model stays in eval mode (no dropout)
 
-    def full_B(self) -> Tensor:
-        """``B`` as one ``out x (groups * r)`` matrix: each adapted chunk reads only its own ``r`` rows of ``A x``."""
+    def full_B(self, B: Tensor | None = None) -> Tensor:
+        """``B`` (default ``lora_B``) as one ``out x (groups * r)`` matrix: each adapted chunk reads only its own
+        ``r`` rows of ``A x``."""
+        B = self.lora_B if B is None else B
         if not self.chunks:
-            return self.lora_B
-        blocks = torch.block_diag(*self.lora_B.split(self.chunk_size))  # (groups*chunk, groups*r)
+            return B
+        blocks = torch.block_diag(*B.split(self.chunk_size))  # (groups*chunk, groups*r)
         return blocks.new_zeros(self.out_features, blocks.shape[1]).index_copy(0, self.rows, blocks)
 
     def delta_weight(self) -> Tensor:
@@ -101,12 +116,17 @@ class LoRALayer(nn.Module):
     def unmerge(self) -> None:
         """Take the update out again: ``W0 = W - (alpha / r) B A`` (equal to the original up to rounding)."""
         if self.merged:
-            self.base.weight -= self.delta_weight()
+            self.base.weight.copy_(self.unmerged_weight())
             self.merged = False
+
+    def unmerged_weight(self) -> Tensor:
+        """The frozen weight without the merged update: ``W0`` (PiSSA's residual), in the base layer's layout."""
+        return self.base.weight - self.delta_weight() if self.merged else self.base.weight
 
     def extra_repr(self) -> str:
         qv = f", chunks={self.chunks}" if self.chunks else ""
-        return f"r={self.r}, alpha={self.alpha}, scaling={self.scaling:g}{qv}, merged={self.merged}"
+        rs = ", use_rslora=True" if self.use_rslora else ""
+        return f"r={self.r}, alpha={self.alpha}, scaling={self.scaling:g}{rs}{qv}, merged={self.merged}"
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:
@@ -114,10 +134,11 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALayer)}
 
 
-def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+def _check_hyperparameters(r: int, alpha: float, dropout: float, use_rslora: bool = False) -> None:
     positive_int(r, "LoRA rank r", "Try r=4 or r=8.")
     finite_float(alpha, "LoRA alpha", "The update is scaled by alpha / r: try alpha=2*r.", positive=True)
     probability(dropout, "LoRA dropout", "Use 0.0 (none) or 0.1 (the paper).", below_one=True)
+    flag(use_rslora, "use_rslora", "use_rslora=True scales the update by alpha / sqrt(r), False by alpha / r.")
 
 
 def _check_chunks(chunks: tuple[bool, ...], out_features: int) -> None:
@@ -138,8 +159,7 @@ def _find_targets(model: nn.Module, targets: Sequence[str], qv_only: bool) -> di
     odd = [t for t in targets if not isinstance(t, str)]
     if odd:
         raise TypeError(f"targets must be module names (strings) such as 'c_attn'; got {odd[0]!r}.")
-    if not isinstance(qv_only, bool):
-        raise TypeError(f"qv_only must be True or False, got {qv_only!r}.")
+    flag(qv_only, "qv_only")
     if lora_layers(model):
         raise ValueError("This model already has LoRA layers: wrapping twice would stack adapters. Call "
                          "unload_lora(model) first, or start again from a fresh base model.")
@@ -174,20 +194,33 @@ def _find_targets(model: nn.Module, targets: Sequence[str], qv_only: bool) -> di
 
 
 def apply_lora(model: nn.Module, targets: str | Sequence[str] = ("c_attn",), r: int = 8, alpha: float = 16.0,
-               dropout: float = 0.0, qv_only: bool = False) -> nn.Module:
+               dropout: float = 0.0, qv_only: bool = False, use_rslora: bool = False, use_dora: bool = False,
+               init_lora_weights: bool | str = True) -> nn.Module:
     """Wrap the modules named ``targets`` (by name suffix) in :class:`LoRALayer` and freeze everything else.
 
     ``qv_only=True`` adapts only the query and value parts of GPT-2's fused ``c_attn`` (the paper's setting).
+    ``use_rslora=True`` scales by ``alpha / sqrt(r)``; ``use_dora=True`` wraps in :class:`minipeft.dora.DoRALayer`;
+    ``init_lora_weights="pissa"`` starts A and B from W0's top singular vectors (:func:`minipeft.pissa.init_pissa`).
     Returns ``model``, changed in place. Bad input raises before anything is changed.
     """
-    _check_hyperparameters(r, alpha, dropout)
+    from .dora import DoRALayer, check_dora  # here, not at the top: DoRALayer is a LoRALayer, defined above
+
+    _check_hyperparameters(r, alpha, dropout, use_rslora)
+    flag(use_dora, "use_dora", "use_dora=True rescales each output row of W0 + s B A to a trained length (DoRA).")
     targets = [targets] if isinstance(targets, str) else list(targets)
     found = _find_targets(model, targets, qv_only)
+    modules = {name: model.get_submodule(name) for name in found}
+    check_pissa(modules, r, init_lora_weights, found)
+    if use_dora:
+        check_dora(modules, init_lora_weights)
     model.requires_grad_(False)
     for name, chunks in found.items():
         parent, _, child = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
-        setattr(owner, child, LoRALayer(getattr(owner, child), r, alpha, dropout, chunks))
+        layer = (DoRALayer if use_dora else LoRALayer)(getattr(owner, child), r, alpha, dropout, chunks, use_rslora)
+        if init_lora_weights == "pissa":
+            init_pissa(layer)
+        setattr(owner, child, layer)
     return model
 
 
@@ -212,6 +245,10 @@ def disable_lora(model: nn.Module) -> Iterator[nn.Module]:
     if any(layer.merged for layer in layers):
         raise RuntimeError("The adapters are merged into the weights, so they cannot be switched off exactly. "
                            "Call unmerge_lora(model) first.")
+    if any(is_pissa(layer) for layer in layers):
+        raise RuntimeError("PiSSA replaced W0 by its residual W0 - s B0 A0, so switching the adapter off would give "
+                           "the residual model, not the base model. Compare with a fresh copy of the base model, or "
+                           "unload_lora(model, merge=False), which puts W0 back.")
     for layer in layers:
         layer.disabled = True
     try:
@@ -222,9 +259,13 @@ def disable_lora(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Put the base layers back in place of the LoRA layers (merged in first if ``merge``): a plain model again."""
+    """Put the base layers back in place of the LoRA layers (merged in first if ``merge``): a plain model again.
+
+    With ``merge=False`` the base is the original one, also after PiSSA (its residual gets ``s B0 A0`` back)."""
     for name, layer in lora_layers(model).items():
         layer.merge() if merge else layer.unmerge()
+        if not merge and is_pissa(layer):
+            restore_base(layer)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer.base)
     return model

@@ -1,9 +1,11 @@
 """LoRA adapters on disk, in peft's file layout: ``save_lora`` and ``load_lora``.
 
-A folder holds ``adapter_model.safetensors`` (every ``A`` and ``B``, keyed as peft keys them) and
-``adapter_config.json`` (peft's ``LoraConfig``), so ``peft.PeftModel.from_pretrained(base, folder)`` loads what
-``save_lora`` writes and ``load_lora`` loads what peft writes: plain LoRA only. Any peft option that changes what an
-adapter computes (DoRA, rsLoRA, rank patterns, ``lora_bias``, aLoRA, ...) is refused by name, never loaded wrongly.
+A folder holds ``adapter_model.safetensors`` (every ``A`` and ``B``, and DoRA's magnitudes, keyed as peft keys them)
+and ``adapter_config.json`` (peft's ``LoraConfig``), so ``peft.PeftModel.from_pretrained(base, folder)`` loads what
+``save_lora`` writes and ``load_lora`` loads what peft writes: LoRA, rsLoRA, DoRA and PiSSA. Any other peft option
+that changes what an adapter computes (rank patterns, ``lora_bias``, aLoRA, OLoRA, ...) is refused by name, never
+loaded wrongly. A PiSSA adapter is saved as peft saves it (loading re-runs the SVD on the original base model, as
+peft does), or with ``convert_pissa=True`` as a plain LoRA of rank ``2r`` for the original W0.
 A third file, ``minipeft_adapter.json``, names the base model, which ``load_lora`` checks before changing anything::
 
     save_lora(model, "my-adapter")
@@ -23,18 +25,22 @@ from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
 from .atomic import write_folder
-from .checks import positive_int
+from .checks import flag, positive_int
+from .dora import DoRALayer
 from .lora import QV_CHUNKS, LoRALayer, apply_lora, in_out_features, lora_layers
+from .pissa import is_pissa, pissa_as_lora, pissa_delta
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"  # peft's file names
 MINIPEFT_FILE = "minipeft_adapter.json"  # ours: r, alpha, qv_only and the base model it was trained on
 PEFT_PREFIX = "base_model.model."  # peft's key prefix: base_model.model.<module name>.lora_A.weight
+MAGNITUDE = "lora_magnitude_vector"  # peft's key for DoRA's m: base_model.model.<module name>.lora_magnitude_vector
 SAVE_AGAIN = "Save the adapter again with save_lora(model, folder)."
 
 # adapter_config.json: the LoraConfig fields load_lora reads or that do not change what a trained adapter computes,
 # with the values it accepts (None: any). Every other field must keep peft's default (empty, or DEFAULTS below).
 SUPPORTED = {
-    "peft_type": ("LORA",), "bias": ("none",), "init_lora_weights": (True, False, "gaussian"),
+    "peft_type": ("LORA",), "bias": ("none",), "init_lora_weights": (True, False, "gaussian", "pissa"),
+    "use_rslora": (True, False), "use_dora": (True, False),
     **dict.fromkeys(("r", "lora_alpha", "lora_dropout", "target_modules", "fan_in_fan_out", "task_type",
                      "inference_mode", "base_model_name_or_path", "revision", "peft_version", "auto_mapping")),
 }
@@ -98,38 +104,73 @@ def _weights_norm(weights: Iterable[Tensor]) -> float:
     return math.sqrt(sum(w.double().square().sum().item() for w in weights))
 
 
-def save_lora(model: nn.Module, folder: str | Path) -> Path:
+def _original_weight(layer: LoRALayer) -> Tensor:
+    """The base model's W0 under ``layer``: without the merged update, and with what PiSSA took out put back."""
+    weight = layer.unmerged_weight()
+    return weight + pissa_delta(layer) if is_pissa(layer) else weight
+
+
+def _setting(layer: LoRALayer) -> tuple:
+    """What save_lora writes once for all layers: r, alpha, qv_only, use_rslora, use_dora, PiSSA."""
+    return (layer.r, layer.alpha, layer.chunks is not None, layer.use_rslora, isinstance(layer, DoRALayer),
+            is_pissa(layer))
+
+
+def save_lora(model: nn.Module, folder: str | Path, convert_pissa: bool = False) -> Path:
     """Save only the adapter: ``adapter_model.safetensors`` + ``adapter_config.json`` (peft loads both) and
-    ``minipeft_adapter.json`` (r, alpha, qv_only and the base model's identity: its configuration and the norm
-    of the adapted weights, checked by :func:`load_lora`).
+    ``minipeft_adapter.json`` (r, alpha, qv_only, the variant and the base model's identity: its configuration and
+    the norm of the adapted weights, checked by :func:`load_lora`).
 
     peft has no q/v split of a fused layer, so a ``qv_only`` layer is stored as the equivalent LoRA of rank
-    ``2r`` on the whole ``c_attn`` with zero blocks for k (same outputs); :func:`load_lora` turns it back.
+    ``2r`` on the whole ``c_attn`` with zero blocks for k (same outputs; DoRA's magnitudes of the k rows are their
+    norms, a scale of 1); :func:`load_lora` turns it back. ``convert_pissa=True`` stores a PiSSA adapter as the plain
+    LoRA ``[A ; A0], [B | -B0]`` of rank ``2r`` for the original W0 (:func:`minipeft.pissa.pissa_as_lora`).
     The files go to a folder beside ``folder`` that then takes its place (:func:`minipeft.atomic.write_folder`):
     a save that fails or is killed half-way leaves the previous adapter intact.
     """
+    flag(convert_pissa, "convert_pissa", "True saves a PiSSA adapter as a plain LoRA of rank 2r for the original W0.")
     layers = lora_layers(model)
     if not layers:
         raise ValueError("This model has no LoRA layers to save. Call apply_lora(model, ...) first.")
     first = next(iter(layers.values()))
+    if any(_setting(layer) != _setting(first) for layer in layers.values()):
+        raise ValueError("save_lora expects one r, alpha, qv_only, use_rslora, use_dora and init_lora_weights "
+                         "setting for all layers.")
+    if convert_pissa and not is_pissa(first):
+        raise ValueError("convert_pissa=True converts a PiSSA adapter, but this model's adapter was not initialised "
+                         "with init_lora_weights='pissa'. Save it with convert_pissa=False.")
+    if is_pissa(first) and first.chunks and not convert_pissa:
+        raise ValueError("This PiSSA adapter took the SVD of the q and v parts of c_attn separately; peft re-runs "
+                         "PiSSA's SVD when it loads an adapter, of the whole c_attn, so it would load these files "
+                         "wrongly. Save it as a plain LoRA for the original weights: save_lora(model, folder, "
+                         "convert_pissa=True).")
+    convert = is_pissa(first) and convert_pissa
     groups = sum(first.chunks) if first.chunks else 1
+    r, alpha = first.r, first.alpha  # per adapted part; converted PiSSA: 2r, and alpha that keeps the scaling
     weights = {}
     for name, layer in layers.items():
-        if (layer.r, layer.alpha, layer.chunks is not None) != (first.r, first.alpha, first.chunks is not None):
-            raise ValueError("save_lora expects one r, alpha and qv_only setting for all layers.")
-        weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = layer.lora_A.detach().contiguous().cpu()
-        weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = layer.full_B().detach().contiguous().cpu()
+        A, B = layer.lora_A.detach(), layer.full_B().detach()
+        if convert:
+            A, B, r, alpha = pissa_as_lora(layer)
+            B = layer.full_B(B)
+        weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = A.contiguous().cpu()
+        weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = B.contiguous().cpu()
+        if isinstance(layer, DoRALayer):
+            weights[f"{PEFT_PREFIX}{name}.{MAGNITUDE}"] = layer.full_magnitude().contiguous().cpu()
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
-    peft_config = {  # peft's LoraConfig fields; a qv_only adapter is stored as rank groups*r with the same alpha/r
-        "peft_type": "LORA", "r": first.r * groups, "lora_alpha": first.alpha * groups, "lora_dropout": dropout,
+    init = "pissa" if is_pissa(first) and not convert else True
+    peft_config = {  # peft's LoraConfig fields; a qv_only adapter is stored as rank groups*r with the same scaling
+        "peft_type": "LORA", "r": r * groups, "lora_alpha": alpha * (groups ** 0.5 if first.use_rslora else groups),
+        "lora_dropout": dropout,
         "target_modules": sorted(layers), "fan_in_fan_out": first.fan_in_fan_out, "bias": "none",
+        "use_rslora": first.use_rslora, "use_dora": isinstance(first, DoRALayer), "init_lora_weights": init,
         "base_model_name_or_path": getattr(getattr(model, "config", None), "name_or_path", None) or None,
         "task_type": None, "inference_mode": True,
     }
-    ours = {"r": first.r, "alpha": first.alpha, "dropout": dropout, "qv_only": first.chunks is not None,
+    ours = {"r": r, "alpha": alpha, "dropout": dropout, "qv_only": first.chunks is not None,
+            "use_rslora": first.use_rslora, "use_dora": isinstance(first, DoRALayer), "init_lora_weights": init,
             "base_model": _identity(model),
-            "base_weights_norm": _weights_norm(layer.base.weight - layer.delta_weight() if layer.merged
-                                               else layer.base.weight for layer in layers.values()),
+            "base_weights_norm": _weights_norm(_original_weight(layer) for layer in layers.values()),
             "shapes": {name: [layer.in_features, layer.out_features] for name, layer in layers.items()}}
 
     def write(tmp: Path) -> None:
@@ -157,10 +198,13 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
     stored = _read(folder / WEIGHTS_FILE, load_file)
     ours = _read_json(folder / MINIPEFT_FILE) if (folder / MINIPEFT_FILE).is_file() else {}
     weights = {k.removeprefix(PEFT_PREFIX).replace(".default.", "."): v for k, v in stored.items()}
-    other = [k for k in weights if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
+    use_dora = config.get("use_dora", False)
+    kinds = (".lora_A.weight", ".lora_B.weight") + ((f".{MAGNITUDE}",) if use_dora else ())
+    other = [k for k in weights if not k.endswith(kinds)]
     if other:
         raise ValueError(f"{folder / WEIGHTS_FILE} holds {other[0]!r}, a tensor minipeft's LoRA does not implement "
-                         f"(only lora_A and lora_B weights). Load it with peft.PeftModel.from_pretrained instead.")
+                         f"(only lora_A and lora_B weights, and {MAGNITUDE} for DoRA). Load it with "
+                         f"peft.PeftModel.from_pretrained instead.")
     if ours.get("base_model", {}) != {k: v for k, v in _identity(model).items() if k in ours.get("base_model", {})}:
         raise ValueError(f"This adapter was saved for base model {ours['base_model']}, but this model is "
                          f"{_identity(model)}. Load it onto the base model it was trained on.")
@@ -177,21 +221,29 @@ def load_lora(model: nn.Module, folder: str | Path) -> nn.Module:
         d_in, d_out = in_out_features(modules[n])
         rank = r * (sum(QV_CHUNKS) if qv_only and n.split(".")[-1] == "c_attn" else 1)
         A, B = weights.get(f"{n}.lora_A.weight"), weights.get(f"{n}.lora_B.weight")
-        if A is None or B is None or A.shape != (rank, d_in) or B.shape != (d_out, rank):
-            got = "missing" if A is None or B is None else f"A {tuple(A.shape)}, B {tuple(B.shape)}"
-            raise ValueError(f"Adapter weights for {n!r} ({got}) do not fit this model's layer: expected A "
-                             f"{(rank, d_in)}, B {(d_out, rank)}. Load it onto the base model it was trained on.")
+        m = weights.get(f"{n}.{MAGNITUDE}") if use_dora else torch.empty(d_out)
+        if A is None or B is None or m is None or (A.shape, B.shape, m.shape) != ((rank, d_in), (d_out, rank),
+                                                                                 (d_out,)):
+            got = "missing" if A is None or B is None or m is None else \
+                f"A {tuple(A.shape)}, B {tuple(B.shape)}" + (f", {MAGNITUDE} {tuple(m.shape)}" if use_dora else "")
+            want = f"A {(rank, d_in)}, B {(d_out, rank)}" + (f", {MAGNITUDE} {(d_out,)}" if use_dora else "")
+            raise ValueError(f"Adapter weights for {n!r} ({got}) do not fit this model's layer: expected {want}. "
+                             f"Load it onto the base model it was trained on.")
     norm, expected = _weights_norm(modules[n].weight for n in names), ours.get("base_weights_norm", 0.0)
     if expected and abs(norm - expected) > 1e-3 * expected:
         raise ValueError(f"This adapter was trained on base weights of norm {expected:.4f}, but this model's are "
                          f"{norm:.4f}: same architecture, other weights (another checkpoint?). Load it onto the "
                          f"base model it was trained on.")
     apply_lora(model, targets=names, r=r, alpha=alpha, dropout=ours.get("dropout", config.get("lora_dropout", 0.0)),
-               qv_only=qv_only)
-    with torch.no_grad():
+               qv_only=qv_only, use_rslora=config.get("use_rslora", False), use_dora=use_dora,
+               init_lora_weights="pissa" if config.get("init_lora_weights") == "pissa" else True)
+    with torch.no_grad():  # PiSSA's SVD above made the residual; the trained A and B replace its A0 and B0
         for name, layer in lora_layers(model).items():
             layer.lora_A.copy_(weights[f"{name}.lora_A.weight"])
             layer.lora_B.copy_(_compact_B(layer, weights[f"{name}.lora_B.weight"]))
+            if use_dora:
+                magnitude = weights[f"{name}.{MAGNITUDE}"]
+                layer.lora_magnitude.copy_(magnitude[layer.rows.cpu()] if layer.chunks else magnitude)
     return model
 
 

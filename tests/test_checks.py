@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 from minipeft import params
-from minipeft.checks import finite_float, positive_int, probability
+from minipeft.checks import finite_float, flag, positive_int, probability
 from minipeft.lora import LoRALayer, apply_lora
 from minipeft.prefix import PrefixTuningModel, PromptTuningModel
 
@@ -46,6 +46,13 @@ def test_probability():
     for bad, below_one in ((1, True), (1.01, False), (-0.1, False), (math.nan, False), (True, False), ("0.1", True)):
         with pytest.raises(ValueError, match=r"^dropout must be in \[0, 1[\])], got .*\. Use 0\.1\.$"):
             probability(bad, "dropout", "Use 0.1.", below_one=below_one)
+
+
+def test_flag():
+    assert flag(True, "use_dora") is True and flag(False, "use_dora") is False
+    for bad in (1, 0, "yes", None, np.bool_(True)):
+        with pytest.raises(TypeError, match=rf"^use_dora must be True or False, got {bad!r}\. Try True\.$"):
+            flag(bad, "use_dora", "Try True.")
 
 
 GPT2 = params.gpt2_config("gpt2")

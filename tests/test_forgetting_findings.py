@@ -78,3 +78,24 @@ def test_weight_correlations_leave_out_runs_that_did_not_learn():
     corr = weight_correlations(learned + [diverged])
     assert corr["lora"]["n"] == 4 and "full" not in corr
     assert math.isclose(corr["lora"]["dw_rel_norm"], 1.0) and math.isclose(corr["lora"]["dw_effective_rank"], -1.0)
+
+
+def test_frontier_table_and_plot_read_the_runs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minipeft.forgetting.report import frontier_table, plot_frontiers
+
+    records = grid("prefix", [0.6, 0.5], 1.0) + grid("lora", [0.6, 5.0], 0.0)  # LoRA's second rate diverged
+    for r in records:
+        r["ser"] = 0.25
+    lines = frontier_table(records, ["prefix P=10", "lora r=8 qv"]).splitlines()
+    assert len(lines) == 1 + 4 and lines[1].split()[:5] == ["prefix", "P=10", "0.0001", "5", "0.500"]  # by rate
+    assert "25.0" in lines[1] and f"{3.0 - 2 * 0.5 + 1.0:+.3f}" in lines[1]
+    ax = plot_frontiers(records, ["prefix P=10", "lora r=8 qv"], control=0.1)
+    assert "1 diverged off the axes" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prefix P=10", "lora r=8 qv",
+                                                                   "prompt control (no training)"]
+    plt.close("all")

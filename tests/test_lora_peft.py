@@ -131,12 +131,12 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path, tiny_gpt2, snaps
     base = tiny_gpt2()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dora = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=2, target_modules=["c_attn"],
-                                                                          fan_in_fan_out=True, use_dora=True))
-    dora.save_pretrained(tmp_path)
+        config = peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights="olora")
+        olora = peft.get_peft_model(copy.deepcopy(base), config)
+    olora.save_pretrained(tmp_path)
     fresh = tiny_gpt2()
     before = snapshot(fresh)
-    with pytest.raises(ValueError, match="use_dora.*PeftModel.from_pretrained"):
+    with pytest.raises(ValueError, match="init_lora_weights='olora'.*PeftModel.from_pretrained"):
         load_lora(fresh, tmp_path)
     assert snapshot(fresh) == before
 
@@ -145,11 +145,11 @@ def test_peft_options_we_do_not_implement_are_refused(tmp_path, tiny_gpt2, snaps
 @pytest.mark.parametrize("option, named", [
     (dict(lora_bias=True), "lora_bias=True"),  # B gets a bias: other logits if it were dropped
     (dict(alora_invocation_tokens=[5, 6]), "alora_invocation_tokens=[5, 6]"),  # activated LoRA: only after these
-    (dict(use_rslora=True), "use_rslora=True"),  # scaling alpha / sqrt(r)
-    (dict(use_dora=True), "use_dora=True"),
+    (dict(init_lora_weights="olora"), "init_lora_weights='olora'"),  # QR instead of SVD; W0 changed too
+    (dict(init_lora_weights="pissa_niter_2"), "init_lora_weights='pissa_niter_2'"),  # randomised SVD
     (dict(rank_pattern={"c_attn": 4, "q_proj": 4}), "rank_pattern="),
     (dict(layers_to_transform=[0]), "layers_to_transform=[0]"),
-    (dict(init_lora_weights="pissa"), "init_lora_weights='pissa'"),  # PiSSA changes the base weights too
+    (dict(use_dora=True, rank_pattern={"c_attn": 4, "q_proj": 4}), "rank_pattern="),  # DoRA, but not with this
 ])
 def test_peft_adapters_with_options_minipeft_does_not_implement_are_refused(tmp_path, family, option, named, tiny,
                                                                               snapshot):

@@ -68,6 +68,7 @@ class LabScale:
     texts: dict[str, int]  # general text -> number of blocks of block_len tokens
     block_len: int
     max_new_tokens: int
+    max_len: int = 512  # longest task example, in tokens (longer ones are dropped)
 
 
 # The committed sweep's scale (SmolLM2-135M, 2 CPU cores): 20,480 tokens of English and 4,096 of Shakespeare.
@@ -75,7 +76,7 @@ FULL_SCALE = LabScale(steps=60, n_val=64, n_mrs=32, texts={"english": 80, "shake
                       max_new_tokens=40)
 # The ci profile's smoke test on the mini GPT-2: every line runs, no number is a result.
 CI_SCALE = LabScale(steps=6, n_val=16, n_mrs=4, texts={"english": 4, "shakespeare": 2}, block_len=64,
-                    max_new_tokens=8)
+                    max_new_tokens=8, max_len=128)
 STEPS, TEXTS = FULL_SCALE.steps, FULL_SCALE.texts
 
 
@@ -246,7 +247,7 @@ class LabContext:
         mrs = list(dict.fromkeys(mr for mr, _ in load_restaurant("test", profile)))[:scale.n_mrs]
         blocks = general_blocks(tokenizer, scale)
         before = {name: mean_nats(base, b) for name, b in blocks.items()}
-        val_loader = make_loader(val, tokenizer, BATCH, 512, shuffle=False, drop_long=True)
+        val_loader = make_loader(val, tokenizer, BATCH, scale.max_len, shuffle=False, drop_long=True)
         return cls(base, tokenizer, base_name, load_restaurant("train", profile), val_loader, mrs, blocks, before,
                    code_version(), scale)
 
@@ -258,7 +259,7 @@ def run_path(run: LabRun, lab_dir: str | Path = LAB_DIR) -> Path:
 def measure(run: LabRun, ctx: LabContext) -> dict:
     """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
     start = time.perf_counter()
-    loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, 512, seed=run.seed, drop_long=True)
+    loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, ctx.scale.max_len, seed=run.seed, drop_long=True)
     model = run.build(ctx.base)
     history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
                     progress=False)
