@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot
 import pytest
 import torch
 
@@ -257,3 +258,4 @@ def test_the_figure_draws_every_row_with_its_verdict():
         assert res.rating.feature_en in ax.get_title() and res.verdict in ax.get_title()
     assert len(axes[0].patches) == 2 and not axes[3].axison
     assert "judgement" in axes[3].texts[0].get_text()
+    matplotlib.pyplot.close(axes[0].figure)  # later tests draw on the current axes
