@@ -103,3 +103,77 @@ def test_store_outputs_refuses_a_dry_run_and_a_stand_in(tmp_path, monkeypatch, c
     monkeypatch.setenv("MINIPEFT_BASE_MODEL", str(tmp_path))
     assert store_outputs.main(["00_start_here.ipynb"]) == 1
     assert "is a stand-in with random weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_show_no_unfinished_progress_bar_and_no_unexplained_error(path):
+    """What a reader sees on GitHub: every progress bar at its final state, no traceback, no error text that the
+    cell did not raise on purpose (those cells catch it); `python scripts/sync_notebooks.py` cleans the bars."""
+    from minipeft.tools.clean_outputs import clean_progress_bars, output_problems
+
+    nb = json.loads(path.read_text())
+    assert clean_progress_bars(nb)[1] == [], f"{path.name}: run python scripts/sync_notebooks.py"
+    assert output_problems(nb, path.name) == []
+    stored = json.dumps([cell.get("outputs", []) for cell in nb["cells"]], ensure_ascii=False)
+    assert " 0%|" not in stored and "[00:00<?, ?it/s]" not in stored
+
+
+def _progress_notebook(record_state: bool) -> dict:
+    """A notebook as nbclient stores it: a tqdm bar's first state as text, its final state in the widget metadata."""
+    bar = {"output_type": "display_data", "metadata": {},
+           "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "box", "version_major": 2,
+                                                                  "version_minor": 0},
+                    "text/plain": "training:   0%|          | 0/120 [00:00<?, ?it/s]"}}
+    done = {"output_type": "stream", "name": "stdout", "text": ["loss 2.19 -> 0.32\n"]}
+    loading = {"output_type": "stream", "name": "stderr",
+               "text": ["Loading:   0%|          | 0/52 [00:00<?, ?it/s]\r"
+                        "Loading: 100%|██████████| 52/52 [00:00<00:00]\n"]}
+    state = {"box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_left", "IPY_MODEL_bar",
+                                                                       "IPY_MODEL_right"]}},
+             "left": {"model_name": "HTMLModel", "state": {"value": "training:\u2007100%"}},
+             "bar": {"model_name": "FloatProgressModel", "state": {"value": 120.0, "max": 120.0}},
+             "right": {"model_name": "HTMLModel",
+                       "state": {"value": "\u2007120/120\u2007[11:36&lt;00:00,\u2007\u20075.32s/it,\u2007loss=0.323]"}}}
+    metadata = {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}} if record_state else {}
+    return {"cells": [{"cell_type": "code", "source": "train()", "metadata": {}, "execution_count": 1,
+                       "outputs": [bar, done, loading]}], "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_clean_progress_bars_stores_the_final_state_or_removes_the_bar():
+    from minipeft.tools.clean_outputs import clean_progress_bars, output_problems
+
+    nb = _progress_notebook(record_state=True)
+    before = json.dumps(nb)
+    cleaned, changes = clean_progress_bars(nb)
+    assert json.dumps(nb) == before, "the notebook passed in was changed"
+    bar, done, loading = cleaned["cells"][0]["outputs"]
+    assert bar["data"]["text/plain"] == "training: 100%|██████████| 120/120 [11:36<00:00,  5.32s/it, loss=0.323]"
+    assert done["text"] == ["loss 2.19 -> 0.32\n"]  # ordinary output untouched
+    assert loading["text"] == ["Loading: 100%|██████████| 52/52 [00:00<00:00]\n"]  # what a terminal shows
+    assert len(changes) == 2 and output_problems(cleaned) == []
+    assert clean_progress_bars(cleaned) == (cleaned, []), "cleaning twice changed something"
+
+    unrecorded = _progress_notebook(record_state=False)
+    assert output_problems(unrecorded) == ["notebook, cell 0: an unfinished progress bar: "  # stderr ends at 100%
+                                           "'training:   0%|          | 0/120 [00:00<?, ?it/s]'"]
+    cleaned, changes = clean_progress_bars(unrecorded)
+    assert [out.get("name") for out in cleaned["cells"][0]["outputs"]] == ["stdout", "stderr"]  # the bar removed
+    assert "removed a progress bar with no recorded final state" in changes[0]
+
+
+def test_output_problems_flags_tracebacks_and_errors_a_cell_did_not_raise_on_purpose():
+    from minipeft.tools.clean_outputs import output_problems
+
+    def cell(source: str, output: dict) -> dict:
+        return {"cell_type": "code", "source": source, "metadata": {}, "execution_count": 1, "outputs": [output]}
+
+    printed = {"output_type": "stream", "name": "stdout", "text": "text (WikiText-2 unavailable: ConnectionError)\n"}
+    nb = {"cells": [cell("try:\n    parse('x')\nexcept ValueError as err:\n    print('ValueError:', err)",
+                         {"output_type": "stream", "name": "stdout", "text": "ValueError: unknown slot\n"}),
+                    cell("load()", printed),
+                    cell("1 / 0", {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero",
+                                   "traceback": []})]}
+    assert output_problems(nb, "99.ipynb") == [
+        "99.ipynb, cell 1: ConnectionError printed by a cell that does not catch it: "
+        "'text (WikiText-2 unavailable: ConnectionError)'",
+        "99.ipynb, cell 2: a stored error, ZeroDivisionError: division by zero"]

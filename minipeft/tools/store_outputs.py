@@ -5,7 +5,8 @@
 
 The repository's notebooks carry the outputs of a real run, so a reader on GitHub or Colab sees every method
 work before running anything. The first cell gets one line saying which profile, base model and machine made
-them, when, and how long the run took. CI (nbval, ``ci`` profile) compares only the cells marked
+them, when, and how long the run took; progress bars are stored at their final state
+(:mod:`minipeft.tools.clean_outputs`). CI (nbval, ``ci`` profile) compares only the cells marked
 ``# NBVAL_CHECK_OUTPUT``, whose output does not depend on the profile.
 """
 
@@ -24,6 +25,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from minipeft.paths import REPO_ROOT
+from minipeft.tools.clean_outputs import clean_progress_bars
 
 STAMP = re.compile(r"^\*\*Stored outputs:\*\*.*$", re.MULTILINE)
 FIRST_LINE = re.compile(r"^minipeft profile: (\w+) .*\| base model: ([\w./-]+) \|", re.MULTILINE)
@@ -44,7 +46,8 @@ def stamp(profile: str, model: str, minutes: float) -> str:
 
 
 def store(path: Path, timeout: int) -> float:
-    """Execute ``path`` in place (outputs replaced), stamp its first cell; returns the minutes it took."""
+    """Execute ``path`` in place (outputs replaced, progress bars at their final state), stamp its first cell;
+    returns the minutes it took."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": path.parent}})
@@ -58,6 +61,7 @@ def store(path: Path, timeout: int) -> float:
         raise SystemExit(f"{path.name}: no setup_notebook() line in its outputs, so nothing says what it ran on; "
                          "the notebook is left as it was.")
     line = stamp(*found.groups(), minutes)  # the profile and base model the notebook itself printed
+    nb = nbformat.from_dict(clean_progress_bars(nb)[0])
     intro = nb.cells[0]
     intro.source = STAMP.sub(line, intro.source) if STAMP.search(intro.source) else f"{intro.source}\n\n{line}"
     nbformat.write(nb, path)

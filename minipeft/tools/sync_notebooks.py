@@ -12,7 +12,9 @@ tag that Colab installs from sits next to it (``[tool.minipeft.colab] ref``). Ev
 - every diagram a markdown cell shows (``![...](attachment:<name>.svg)``), embedded in that cell as an attachment
   copied from ``docs/figures/<name>.svg`` (``make figures``): Colab opens one notebook file from GitHub and cannot
   follow a relative link such as ``../docs/figures/robot.svg``; an attachment travels inside the notebook, so the
-  diagram shows in Colab, JupyterLab, VS Code and on GitHub, online or not.
+  diagram shows in Colab, JupyterLab, VS Code and on GitHub, online or not;
+- every stored progress bar at its final state, or removed where none is recorded
+  (:func:`minipeft.tools.clean_outputs.clean_progress_bars`: no run needed).
 
     python scripts/sync_notebooks.py          # rewrite what disagrees
     python scripts/sync_notebooks.py --check  # list what disagrees, exit 1 if anything does (tests use this)
@@ -33,6 +35,7 @@ import tomllib
 from pathlib import Path
 
 from minipeft.paths import REPO_ROOT
+from minipeft.tools.clean_outputs import clean_progress_bars
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 README = REPO_ROOT / "README.md"
@@ -175,8 +178,10 @@ def _with_figures(cell: dict, root: Path) -> dict:
 
 
 def sync_notebook(nb: dict, notebook: str, root: Path = REPO_ROOT) -> dict:
-    """Return ``nb`` with a fresh badge on its first cell, a fresh install cell before its first code cell and
-    every diagram embedded as an attachment of the markdown cell that shows it."""
+    """Return ``nb`` with a fresh badge on its first cell, a fresh install cell before its first code cell,
+    every diagram embedded as an attachment of the markdown cell that shows it and every stored progress bar at
+    its final state."""
+    nb = clean_progress_bars(nb)[0]
     cells = [_with_figures(cell, root) for cell in nb["cells"] if not _is_install_cell(cell)]
     if not cells or cells[0]["cell_type"] != "markdown":
         raise ValueError(f"{notebook}: the first cell must be the markdown introduction (title, goals, time).")
@@ -189,7 +194,8 @@ def sync_notebook(nb: dict, notebook: str, root: Path = REPO_ROOT) -> dict:
 
 
 def notebook_problems(nb: dict, notebook: str, root: Path = REPO_ROOT) -> list[str]:
-    """What disagrees with pyproject.toml in one notebook (empty when badge and install cell are right)."""
+    """What disagrees with pyproject.toml in one notebook, or what sync would clean in its stored outputs (empty
+    when badge, install cell, diagrams and progress bars are right)."""
     cells = nb["cells"]
     problems = []
     first_line = _source(cells[0]).split("\n", 1)[0] if cells else ""
@@ -207,6 +213,7 @@ def notebook_problems(nb: dict, notebook: str, root: Path = REPO_ROOT) -> list[s
             names = ", ".join(sorted({match["name"] for match in _FIGURE.finditer(_source(cell))}))
             problems.append(f"{notebook}: the diagram ({names}) of cell {cell.get('id')} is not embedded as the "
                             f"current docs/figures/ file")
+    problems += [f"{notebook}: {change}" for change in clean_progress_bars(nb)[1]]
     return problems
 
 
