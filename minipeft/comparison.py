@@ -7,7 +7,7 @@ verdict off the intervals with the forgetting lab's rule (:func:`minipeft.forget
 row and the forgetting lab use the same words, :data:`VERDICTS`. Where the comparisons disagree for a reason other
 than the learning rate (e.g. parameters counted as trained or as kept), "depends on" names that reason.
 
-The measurements themselves: :func:`step_seconds` (a training run's step times), :func:`training_bytes` (what a
+The measurements themselves: :func:`step_seconds` (training runs' step times), :func:`training_bytes` (what a
 training step holds, counted tensor by tensor) and :func:`fewest_kept_at_matched_loss` (the forgetting lab's runs:
 the smallest adapter of each method that reaches the same task loss).
 """
@@ -134,13 +134,16 @@ def plot_rows(results: Sequence[RowResult], axes=None):
 
 
 # ----------------------------------------------------------------------------- measurements
-def step_seconds(seconds_per_step: Sequence[float]) -> Interval:
-    """Seconds per training step: mean and 95% t-interval over a run's steps, the first left out (it pays warm-up
-    costs: memory allocation, kernel choice). Needs 3 to 31 steps."""
-    if not 3 <= len(seconds_per_step) <= 32:
-        raise ValueError(f"step_seconds needs the times of 3 to 32 steps (the first is dropped), got "
-                         f"{len(seconds_per_step)}: train for that many steps, e.g. steps=9.")
-    return t_interval(list(seconds_per_step[1:]))
+def step_seconds(*runs: Sequence[float]) -> Interval:
+    """Seconds per training step: mean and 95% t-interval over the steps of one or more runs, each run's first step
+    left out (it pays one-off costs: memory allocation, kernel choice). Needs 2 to 31 steps once those are left out.
+    Runs of several methods taken in the order A B C C B A, each method's two runs pooled here, cancel a steady drift
+    in the machine's speed (another job starting or stopping) between the methods."""
+    times = [t for run in runs for t in run[1:]]
+    if not 2 <= len(times) <= 31:
+        raise ValueError(f"step_seconds needs 2 to 31 step times after each run's first is left out, got "
+                         f"{len(times)} from {len(runs)} run(s): train for fewer or more steps, e.g. two runs of 5.")
+    return t_interval(times)
 
 
 @dataclass(frozen=True)

@@ -158,12 +158,15 @@ def test_advice_rests_on_its_rows():
     assert set(judge_advice(a, verdicts) for a in ADVICE) <= set(VERDICTS)
 
 
-def test_step_seconds_leaves_out_the_first_step():
+def test_step_seconds_leaves_out_each_runs_first_step():
     assert step_seconds([9.0, 1.0, 1.0, 1.0]) == Interval(1.0, 1.0, 1.0, 3)
     spread = step_seconds([9.0, 1.0, 2.0, 3.0])
     assert spread.mean == 2.0 and spread.low < 1.0 and spread.high > 3.0
-    with pytest.raises(ValueError, match="3 to 32"):
+    assert step_seconds([9.0, 1.0, 2.0], [7.0, 3.0]) == step_seconds([9.0, 1.0, 2.0, 3.0])  # two runs pooled
+    with pytest.raises(ValueError, match="2 to 31"):
         step_seconds([1.0, 2.0])
+    with pytest.raises(ValueError, match="2 to 31"):
+        step_seconds([1.0] * 33)
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "prefix"])
