@@ -30,25 +30,30 @@ def quiet() -> None:
         pass
 
 
-def describe(profile: Profile, device: torch.device, gpt2: bool = False) -> str:
+def describe(profile: Profile, device: torch.device, gpt2: bool = False, trains_base: bool = False) -> str:
     """One line: the active profile, its base model (``profile.gpt2_model`` if ``gpt2``) and the device, with
-    library versions. In a dry run (``MINIPEFT_DRY_RUN=1``) the profile's description says so."""
+    library versions. In a dry run (``MINIPEFT_DRY_RUN=1``) the profile's description says so.
+
+    ``gpt2`` and ``trains_base`` together (notebooks 02 and 03: the build on ``profile.gpt2_model``, the training on
+    ``profile.base_model``) name both models where they differ, the trained one as the base model."""
     import transformers
 
-    model = profile.gpt2_model if gpt2 else profile.base_model  # get_profile applied MINIPEFT_BASE_MODEL
+    model = profile.gpt2_model if gpt2 and not trains_base else profile.base_model  # MINIPEFT_BASE_MODEL applied
+    built = f"built on: {profile.gpt2_model} | " if gpt2 and trains_base and profile.gpt2_model != model else ""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return (f"minipeft profile: {profile.name} ({profile.description}) | base model: {model} | "
+    return (f"minipeft profile: {profile.name} ({profile.description}) | {built}base model: {model} | "
             f"device: {where} | torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")
 
 
-def setup_notebook(seed: int = 0, gpt2: bool = False) -> tuple[Profile, torch.device]:
+def setup_notebook(seed: int = 0, gpt2: bool = False, trains_base: bool = False) -> tuple[Profile, torch.device]:
     """Seed, quiet the logs, print the active profile and device; returns ``(profile, device)``.
 
     Notebooks that build the methods on GPT-2 (02-04) pass ``gpt2=True``: they use ``profile.gpt2_model``,
-    and the line names it."""
+    and the line names it. Those that then train on the profile's base model (02, 03) also pass
+    ``trains_base=True``, and the line names both (``built on: mini-gpt2 | base model: smollm2-135m``)."""
     seed_everything(seed)
     quiet()
     profile = get_profile()
     device = get_device(profile)
-    print(describe(profile, device, gpt2))
+    print(describe(profile, device, gpt2, trains_base))
     return profile, device

@@ -79,7 +79,9 @@ RECIPES: dict[str, Recipe] = {
         note="scripts/lr_check.py, 30 steps of batch 8, validation loss (untuned 2.239): full 1.7e-5 0.796, "
              "5e-5 0.515, 1.5e-4 0.431, 4.5e-4 0.411; prefix 1e-3 0.594, 3e-3 0.553, 9e-3 5.07 (diverged); "
              "LoRA 1e-3 0.891, 3e-3 0.586, 9e-3 0.503, 2.7e-2 0.992. Each method takes its best rate, or the "
-             "smaller of two within 0.03 nats (full: 1.5e-4, as the longer runs move further from the base)"),
+             "smaller of two within 0.03 nats (full: 1.5e-4, as the longer runs move further from the base). Prompt "
+             "tuning (notebook 02 only), 30 steps of batch 8, one CPU thread, 6 December: 3e-2 1.294, 1e-1 1.261",
+        lessons={"02": {"prompt-tuning": 1e-1}}),
     "gpt2": Recipe(
         lr={"full fine-tuning": 1e-4, "prefix-tuning": 5e-4, "LoRA": 5e-4},
         lora={"targets": ["c_attn"], "r": 4, "alpha": 32, "qv_only": True},

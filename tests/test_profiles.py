@@ -62,6 +62,12 @@ def test_setup_line_names_the_model_the_notebook_builds_on(monkeypatch):
     cpu = get_profile("cpu")
     assert "| base model: smollm2-135m |" in describe(cpu, torch.device("cpu"))
     assert "| base model: mini-gpt2 |" in describe(cpu, torch.device("cpu"), gpt2=True)  # notebooks 02-04
+    # notebooks 02 and 03 build on the mini GPT-2 and train on SmolLM2: the line names both, the trained one last
+    both = describe(cpu, torch.device("cpu"), gpt2=True, trains_base=True)
+    assert "| built on: mini-gpt2 | base model: smollm2-135m |" in both
+    for name in ("ci", "gpu"):  # one model builds and trains: named once
+        line = describe(get_profile(name), torch.device("cpu"), gpt2=True, trains_base=True)
+        assert "built on" not in line and f"| base model: {PROFILES[name].base_model} |" in line
 
 
 @pytest.mark.parametrize("name", list(PROFILES))

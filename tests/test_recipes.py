@@ -69,6 +69,8 @@ def test_lesson_rates_fall_back_to_notebook_05s():
         "full fine-tuning"] == 1.5e-4
     assert GPT2_RECIPE.rate("LoRA", notebook="03") == 2e-4 != GPT2_RECIPE.rate("LoRA") == 5e-4
     assert mini.rate("prompt-tuning", notebook="02") == 1e-1
+    assert RECIPES["smollm2-135m"].rate("prompt-tuning", notebook="02") == 1e-1  # notebook 02 trains it on SmolLM2
+    assert RECIPES["smollm2-135m"].rate("prefix-tuning", notebook="02") == RECIPES["smollm2-135m"].lr["prefix-tuning"]
     with pytest.raises(ValueError, match="Unknown method 'prompt-tuning'"):
         mini.rate("prompt-tuning")  # no lesson says its rate
 

@@ -69,6 +69,24 @@ def test_notebook_05_stored_cpu_run_shows_every_method_working():
     assert verdict and "every method works" in verdict, f"notebook 05's stored verdict line: {verdict!r}"
 
 
+
+@pytest.mark.parametrize("prefix, methods", [("02_", ("prompt tuning", "prefix-tuning")), ("03_", ("LoRA",))])
+def test_build_notebooks_stored_cpu_run_ends_with_the_method_working(prefix, methods):
+    """Notebooks 02 and 03 build on the mini GPT-2 and end by training on the profile's base model: a stored cpu run
+    trained SmolLM2 there, and its table shows the method (the last of ``methods``) naming the restaurant."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    profile, model = stored(path)
+    if profile == "ci":
+        pytest.skip(f"{path.name} stores a ci run (a smoke test on the mini GPT-2): nothing to hold it to")
+    assert model != "mini-gpt2", (f"{path.name}: its stored {profile} run trained the mini GPT-2, which cannot copy a "
+                                  "name; store it again (scripts/store_outputs.py) so that it trains the base model")
+    rows = table(path)
+    untuned = float(rows["untuned"]["SER %"])
+    for method in methods:
+        assert float(rows[method]["SER %"]) < untuned, f"{path.name}: {method} makes no fewer slot errors than untuned"
+    main = rows[methods[-1]]
+    assert float(main["SER %"]) < untuned / 2 and float(main["name %"]) >= 90.0, f"{path.name}: {methods[-1]} {main}"
+
 def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(tmp_path, monkeypatch):
     import nbformat
 

@@ -26,10 +26,14 @@ def mlp_prefix_params(n_layer: int, n_embd: int, prefix_len: int, hidden: int) -
 
 
 @solution("02.3")
-def extend_mask(attention_mask: torch.Tensor, prefix_len: int) -> torch.Tensor:
-    """[B, T] -> [B, P + T] with P ones in front, so every real token may attend to the prefix."""
-    ones = attention_mask.new_ones(attention_mask.shape[0], prefix_len)
-    return torch.cat([ones, attention_mask], dim=1)
+def prefix_from_words(model, ids: torch.Tensor) -> torch.Tensor:
+    """The [P, n_layer * 2 * n_embd] prefix rows whose cache is the model's own keys and values for ``ids``."""
+    with torch.no_grad():
+        cache = model(input_ids=ids[None], use_cache=True).past_key_values
+    rows = []
+    for layer in cache.layers:  # keys, then values, of each layer: [1, n_head, P, head_dim] -> [P, n_head * head_dim]
+        rows += [t[0].transpose(0, 1).reshape(len(ids), -1) for t in (layer.keys, layer.values)]
+    return torch.cat(rows, dim=1)
 
 
 @solution("02.4")
