@@ -13,7 +13,7 @@ from minipeft.params import gpt2_config, gpt2_parameter_count
 from minipeft.profiles import PROFILES, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = "| profile | for | base model (notebooks 00, 01, 05-07) | GPT-2 (notebooks 02-04) |"
+HEADER = "| profile | for | base model (notebooks 00, 01, 05-07; the training in 02-03) | GPT-2 (the builds in 02-04) |"
 NAMES = {"mini-gpt2": "mini GPT-2", "smollm2-135m": "SmolLM2-135M", "gpt2": "real GPT-2 (124M"}  # as prose says it
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
