@@ -1,6 +1,6 @@
 # The two commands of the README. Each sets itself up first (scripts/setup.sh, idempotent).
 .PHONY: course test setup lint solutions timings outputs cache cache-check colab colab-check slides figures browser \
-	gpu-dry gpu-check bench forgetting-lab
+	gpu-dry gpu-check bench forgetting-lab ladder
 
 setup:
 	@bash scripts/setup.sh
@@ -36,6 +36,11 @@ outputs: setup
 # provenance; about 5 minutes a run on 2 cores, so hours in all: stop it any time, it resumes). ARGS="--max-runs 4".
 forgetting-lab: setup
 	.venv/bin/python scripts/forgetting_lab.py $(ARGS)
+
+# Notebook 08's ladder on SmolLM2-135M: a rate check, then 8 methods x 3 seeds, every run not yet in results/ladder/
+# (one JSON each, with provenance; stop it any time, it resumes). ARGS="--max-runs 4" or "--method qlora".
+ladder: setup
+	.venv/bin/python scripts/ladder.py $(ARGS)
 
 bench: setup
 	.venv/bin/python benchmarks/bench_lora.py
