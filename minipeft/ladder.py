@@ -37,6 +37,7 @@ from torch import nn
 
 from .data import load_restaurant, make_loader
 from .decode import generate_texts
+from .forgetting.frontier import Interval, t_interval
 from .forgetting.lab import code_version, provenance, write_json
 from .lora import lora_layers
 from .metrics import bleu, slot_error_rate
@@ -46,6 +47,7 @@ from .profiles import Profile, get_profile
 from .quant import storage_bytes
 from .recipes import Recipe, build, recipe_for
 from .seeding import seed_everything
+from .tables import format_table
 from .train import evaluate_loss, train
 
 LADDER_DIR = REPO_ROOT / "results" / "ladder"
@@ -273,3 +275,76 @@ def run_ladder(profile: str | Profile = "cpu", methods: Sequence[str] = METHODS,
         print("ladder rates (from the rate check): " + ", ".join(f"{m} {lr:.3g}" for m, lr in rates.items()),
               flush=True)
     return written + sweep(ladder_runs(rates, scale), ctx, ladder_dir, left)
+
+
+# ----------------------------------------------------------------------------- reading the ladder
+NAMES = {"full": "full fine-tuning", "lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA",
+         "qlora": "QLoRA", "prefix": "prefix-tuning", "prompt": "prompt tuning"}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One method's runs, summarised over seeds: means with 95% t-intervals, and its costs."""
+
+    method: str
+    lr: float
+    ser: Interval
+    bleu: Interval
+    task_loss: Interval
+    trainable: int
+    stored: int
+    weight_mb: float
+    step_seconds: float  # median over the seeds' medians
+    memory_mb: float  # the largest over the seeds
+    rank: int | None = None  # LoRA's r, for the LoRA family
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.method] + (f" r={self.rank}" if self.rank else "")
+
+
+def rungs(records: list[dict]) -> list[Rung]:
+    """The ladder's runs grouped by method (in :data:`METHODS` order); diverged runs count with the worst SER (1)."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    out = []
+    for m in [m for m in METHODS if m in by_method]:
+        runs = by_method[m]
+        losses = [r["task_loss"] for r in runs if r["task_loss"] is not None]
+        steps = sorted(r["median_step_seconds"] for r in runs)
+        out.append(Rung(m, runs[0]["lr"], t_interval([r["ser"] for r in runs]), t_interval([r["bleu"] for r in runs]),
+                        t_interval(losses) if losses else Interval(math.nan, math.nan, math.nan, 0),
+                        runs[0]["trainable_params"], runs[0]["stored_params"], runs[0]["weight_bytes"] / 1e6,
+                        steps[len(steps) // 2], max(r["memory_bytes"] for r in runs) / 1e6, runs[0].get("r")))
+    return out
+
+
+def format_ladder(table: list[Rung]) -> str:
+    """The ladder as a table: one row per method, means with their 95% intervals over the seeds."""
+    def iv(i: Interval, scale: float = 1, digits: int = 1) -> str:
+        return f"{i.mean * scale:.{digits}f} [{i.low * scale:.{digits}f}, {i.high * scale:.{digits}f}]"
+    return format_table([{"method": r.name, "lr": f"{r.lr:.3g}", "seeds": r.ser.n, "SER % [95%]": iv(r.ser, 100),
+                          "BLEU [95%]": iv(r.bleu), "task loss": iv(r.task_loss, digits=3), "trainable": r.trainable,
+                          "stored": r.stored, "weights MB": r.weight_mb, "s/step": f"{r.step_seconds:.3f}",
+                          "memory MB": r.memory_mb} for r in table])
+
+
+def advice(table: list[Rung]) -> list[str]:
+    """What a learner should pick, read off the table: the method of lowest slot error rate, those whose interval
+    reaches it (as good within seed noise), and among those the one that stores least, weighs least and steps
+    fastest."""
+    best = min(table, key=lambda r: r.ser.mean)
+    tied = [r for r in table if r.ser.low <= best.ser.high]
+    small = min(tied, key=lambda r: r.stored)
+    light = min(tied, key=lambda r: r.weight_mb)
+    fast = min(tied, key=lambda r: r.step_seconds)
+    return [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} (95% interval {best.ser.low:.1%} to "
+            f"{best.ser.high:.1%}, {best.ser.n} seeds).",
+            f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
+            f"{', '.join(r.name for r in tied)}.",
+            f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the lightest "
+            f"model in memory: {light.name} ({light.weight_mb:.0f} MB of weights); the fastest step: {fast.name} "
+            f"({fast.step_seconds:.3f} s).",
+            f"Pick {small.name} to store many adapters, {light.name} when the base barely fits in memory, "
+            f"{fast.name} when training time is what you are short of."]

@@ -85,3 +85,28 @@ def test_the_script_runs_the_ci_ladder_and_stops_at_max_runs(tmp_path):
 
     assert main(["--profile", "ci", "--method", "prompt", "--max-runs", "2", "--dir", str(tmp_path)]) == 0
     assert len(ladder.load_records(tmp_path, "rates")) == 2 and not ladder.load_records(tmp_path, "runs")
+
+
+def _run(method, seed, ser, bleu, stored, weight_bytes=4e6, step=0.5, r=None):
+    return {"method": method, "lr": 1e-3, "seed": seed, "ser": ser, "bleu": bleu, "task_loss": 0.5 + ser,
+            "trainable_params": stored, "stored_params": stored, "weight_bytes": weight_bytes,
+            "median_step_seconds": step, "memory_bytes": 1e8, "r": r}
+
+
+def test_the_table_and_the_advice_are_read_off_constructed_runs():
+    records = [_run("full", s, ser, 60.0, 1000, step=1.0) for s, ser in enumerate((0.10, 0.11, 0.12))]
+    records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.11, 0.12, 0.13))]
+    records += [_run("qlora", s, ser, 57.0, 10, weight_bytes=1e6, step=0.8, r=2) for s, ser in
+                enumerate((0.12, 0.125, 0.13))]
+    records += [_run("prompt", s, ser, 20.0, 5, step=0.3) for s, ser in enumerate((0.80, 0.82, 0.84))]
+    table = ladder.rungs(records)
+    assert [r.method for r in table] == ["full", "lora", "qlora", "prompt"], "in METHODS order"
+    full = table[0]
+    assert math.isclose(full.ser.mean, 0.11) and full.ser.n == 3 and full.ser.low < 0.10 and full.stored == 1000
+    text = ladder.format_ladder(table)
+    assert text.splitlines()[0].startswith("method") and "LoRA r=2" in text and "11.0 [" in text
+    lines = ladder.advice(table)
+    assert lines[0].startswith("Fewest slot errors: full fine-tuning, 11.0%")
+    assert "prompt tuning" not in lines[1] and "LoRA r=2" in lines[1], "prompt tuning is far worse: not tied"
+    assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2] and "lightest model in memory: QLoRA" in lines[2]
+    assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
