@@ -340,7 +340,7 @@ def advice(table: list[Rung]) -> list[str]:
     light = min(tied, key=lambda r: r.weight_mb)
     fast = min(tied, key=lambda r: r.step_seconds)
     return [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} (95% interval {best.ser.low:.1%} to "
-            f"{best.ser.high:.1%}, {best.ser.n} seeds).",
+            f"{best.ser.high:.1%}, {best.ser.n} seed{'s' if best.ser.n > 1 else ''}).",
             f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
             f"{', '.join(r.name for r in tied)}.",
             f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the lightest "
