@@ -256,6 +256,22 @@ def test_a_lora_adapter_loads_onto_the_4bit_base_and_back(tiny_llama, tmp_path, 
     assert snapshot(model) == before and not lora_layers(model)
 
 
+def test_the_4bit_layer_keeps_no_float_weight_for_the_backward_pass(tiny_llama):
+    """Autograd saves nothing of a Linear4bit (the weight is dequantised again for the input's gradient), where
+    F.linear on the dequantised weight saves a float32 copy of it; the input's gradient is the same."""
+    q = Linear4bit.from_layer(nn.Linear(64, 48))
+    x = torch.randn(3, 64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        y = q(x)
+        reference = F.linear(x, q.weight, q.bias)
+    assert sum(saved) == 64 * 48, "only the reference's F.linear saved the float weight"
+    grad = torch.randn(3, 48)
+    (ours,) = torch.autograd.grad(y, x, grad)
+    (theirs,) = torch.autograd.grad(reference, x, grad)
+    assert torch.allclose(ours, theirs, atol=1e-6) and torch.equal(y, reference)
+
+
 def test_measure_nf4_on_a_tiny_llama(tiny_llama):
     """Memory from the storages (fp32: 4 bytes a weight; NF4: 4.5 bits), logit and cross-entropy change; the
     measured model itself stays fp32."""
