@@ -13,8 +13,9 @@ in two phases, both resumable (a run whose file exists is skipped):
    task loss (validation cross-entropy), slot error rate and BLEU of greedy sentences for the test MRs, trainable
    and stored parameters (:func:`minipeft.params.count_parameters`; stored = what a checkpoint of the method holds),
    the model's weight bytes (from the storages: QLoRA's base is NF4), the median step time, the training memory
-   (GPU: ``torch.cuda.max_memory_allocated``; CPU: the process's resident memory after training, which includes the
-   base model, the data and Python, so compare methods by its differences only) and the provenance.
+   (GPU: ``torch.cuda.max_memory_allocated``; CPU: :func:`peak_rss`, the process's peak resident memory while
+   training above what it held before the model was built: the model, its gradients, AdamW's state and the
+   activations) and the provenance.
 
 rsLoRA runs at rank :attr:`LadderScale.rslora_rank` with ``alpha = alpha0 / sqrt(r0)`` (the recipe's ``r0``,
 ``alpha0``): its scale ``alpha / sqrt(r)`` equals the recipe's LoRA scale at ``r = r0`` (rsLoRA's point: one alpha
@@ -26,13 +27,15 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+import psutil
 from torch import nn
 
 from .data import load_restaurant, make_loader
@@ -175,20 +178,44 @@ def weight_bytes(model: nn.Module) -> int:
     return storage_bytes([*model.parameters(), *model.buffers()])
 
 
+@contextmanager
+def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
+    """``with peak_rss() as peak:`` ``peak[0]`` is this process's largest resident memory (bytes) while the block ran,
+    sampled by a thread every ``interval`` seconds (torch releases the GIL in its kernels, so the samples go on)."""
+    process, stop = psutil.Process(), threading.Event()
+    peak = [process.memory_info().rss]
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        sampler.join()
+        peak[0] = max(peak[0], process.memory_info().rss)
+
+
 def measure(run: LadderRun, ctx: LadderContext) -> dict:
     """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
     start = time.perf_counter()
     loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, ctx.scale.max_len, seed=run.seed, drop_long=True)
+    before = psutil.Process().memory_info().rss
     model = run.build(ctx.base, ctx.recipe, ctx.scale)
-    history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
-                    progress=False)
+    with peak_rss() as peak:
+        history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
+                        progress=False)
+    on_gpu = next(model.parameters()).is_cuda
     task_loss = evaluate_loss(model, ctx.val_loader)
     record = {**asdict(run), "base_model": ctx.base_name, "task_loss": task_loss if math.isfinite(task_loss) else None,
               "final_train_loss": history.train_loss[-1], "trainable_params": history.trainable_params,
               "weight_bytes": weight_bytes(model), "median_step_seconds": history.median_seconds_per_step,
-              "memory_bytes": history.peak_memory_bytes,
-              "memory_measured": "torch.cuda.max_memory_allocated" if torch.cuda.is_available() and next(
-                  model.parameters()).is_cuda else "process resident memory after training (psutil, CPU)"}
+              "memory_bytes": history.peak_memory_bytes if on_gpu else peak[0] - before,
+              "memory_measured": "torch.cuda.max_memory_allocated" if on_gpu else
+              "CPU: peak resident memory while training, above the process's before the model was built (psutil)"}
     if lora_layers(model):
         layer = next(iter(lora_layers(model).values()))
         record |= {"r": layer.r, "alpha": layer.alpha, "scaling": layer.scaling}
