@@ -6,7 +6,7 @@ in two phases, both resumable (a run whose file exists is skipped):
 
 1. **The rate check** (``rates/``): each method at three rates a half-decade apart around a centre (:func:`centre`:
    the recipe's rate for full fine-tuning, LoRA and prefix-tuning, which ``scripts/lr_check.py`` measured; LoRA's for
-   its descendants; ten times prefix-tuning's for prompt tuning, whose soft prompt sits at the embeddings' scale),
+   its descendants; ten times prefix-tuning's for prompt tuning, the ratio of notebook 02's lesson rates on GPT-2),
    seed 0, ``rate_steps`` steps. Each method keeps the rate of lowest validation loss, or the smaller of two within
    :data:`RATE_TIE` nats (``scripts/lr_check.py``'s rule): :func:`picked_rates`.
 2. **The ladder** (``runs/``): each method at its picked rate, :data:`SEEDS` seeds, ``steps`` steps; per run the
@@ -19,7 +19,10 @@ in two phases, both resumable (a run whose file exists is skipped):
 
 rsLoRA runs at rank :attr:`LadderScale.rslora_rank` with ``alpha = alpha0 / sqrt(r0)`` (the recipe's ``r0``,
 ``alpha0``): its scale ``alpha / sqrt(r)`` equals the recipe's LoRA scale at ``r = r0`` (rsLoRA's point: one alpha
-serves every rank). ``python scripts/ladder.py`` (``make ladder``) runs it on SmolLM2-135M.
+serves every rank). The sizes are the recipe's, not matched to one stored-parameter budget (a prefix, a soft prompt
+and a q-and-v LoRA of rank 2 cannot all hold the same count, and rsLoRA exists for high ranks): the table prints each
+method's trainable and stored parameters beside its quality. ``python scripts/ladder.py`` (``make ladder``) runs it on
+SmolLM2-135M.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ SEEDS = (0, 1, 2)
 RATE_FACTOR = math.sqrt(10)  # the rate check's rates: centre / RATE_FACTOR, centre, centre * RATE_FACTOR
 RATE_TIE = 0.03  # nats: of two rates this close in validation loss, the smaller is picked
 BATCH = 8
-PROMPT_OVER_PREFIX = 10  # prompt tuning's centre rate: ten times prefix-tuning's
+PROMPT_OVER_PREFIX = 10  # prompt tuning's centre rate over prefix-tuning's: notebook 02's lessons, 1e-1 and 1e-2
 
 
 @dataclass(frozen=True)
