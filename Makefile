@@ -2,7 +2,7 @@
 # pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
 # from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
 .PHONY: help course test setup lint solutions answer-key timings outputs cache cache-check colab colab-check slides \
-	figures browser gpu-dry gpu-check bench forgetting-lab
+	figures browser gpu-dry gpu-check bench forgetting-lab ladder
 .DEFAULT_GOAL := help
 
 define HELP
@@ -27,6 +27,7 @@ time, then skipped in well under a second while .venv matches pyproject.toml. Ti
   browser         Debian's chromium for the browser test (apt-get)        about a minute (about 100 MB)
   bench           minipeft against peft: step time, memory, counts        minutes (not timed here)
   forgetting-lab  notebook 06's sweep, resumable (ARGS="--max-runs 4")    about 5 min a run, hours in all
+  ladder          notebook 08's ladder, resumable (ARGS="--max-runs 4")   about 7-16 min a run, hours in all
   gpu-dry         the gpu profile's code on this CPU (stand-in GPT-2)     about 10 min
   gpu-check       on a CUDA machine: notebook 05 and one 06 setting       not timed yet (no GPU)
 endef
@@ -73,6 +74,11 @@ outputs: setup
 # provenance; about 5 minutes a run on 2 cores, so hours in all: stop it any time, it resumes). ARGS="--max-runs 4".
 forgetting-lab: setup
 	.venv/bin/python scripts/forgetting_lab.py $(ARGS)
+
+# Notebook 08's ladder on SmolLM2-135M: a rate check, then 8 methods x 3 seeds, every run not yet in results/ladder/
+# (one JSON each, with provenance; stop it any time, it resumes). ARGS="--max-runs 4" or "--method qlora".
+ladder: setup
+	.venv/bin/python scripts/ladder.py $(ARGS)
 
 bench: setup
 	.venv/bin/python benchmarks/bench_lora.py

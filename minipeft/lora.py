@@ -224,9 +224,22 @@ def apply_lora(model: nn.Module, targets: str | Sequence[str] = ("c_attn",), r: 
     return model
 
 
+def _check_mergeable(layers: dict[str, LoRALayer]) -> None:
+    """Refuse, before any layer merges, a model with an adapter on a 4-bit base (its weight cannot be written)."""
+    quantised = [name for name, layer in layers.items() if not layer.merged and isinstance(layer.base, Linear4bit)]
+    if quantised:
+        raise RuntimeError(f"{len(quantised)} LoRA layer(s), e.g. {quantised[0]!r}, sit on a frozen 4-bit "
+                           f"Linear4bit base whose weight cannot be written (re-quantising W0 + s B A is not exact), "
+                           f"so nothing was merged. Keep the adapter unmerged (forward computes W0 x + s B A x), "
+                           f"or load the full-precision base model, load_lora the adapter there and merge into that.")
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Merge every LoRA layer's update into its frozen weight (see :meth:`LoRALayer.merge`)."""
-    for layer in lora_layers(model).values():
+    """Merge every LoRA layer's update into its frozen weight (see :meth:`LoRALayer.merge`); all or none: a layer
+    on a 4-bit base is refused before any layer changes."""
+    layers = lora_layers(model)
+    _check_mergeable(layers)
+    for layer in layers.values():
         layer.merge()
     return model
 
@@ -262,7 +275,10 @@ def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:
     """Put the base layers back in place of the LoRA layers (merged in first if ``merge``): a plain model again.
 
     With ``merge=False`` the base is the original one, also after PiSSA (its residual gets ``s B0 A0`` back)."""
-    for name, layer in lora_layers(model).items():
+    layers = lora_layers(model)
+    if merge:
+        _check_mergeable(layers)
+    for name, layer in layers.items():
         layer.merge() if merge else layer.unmerge()
         if not merge and is_pissa(layer):
             restore_base(layer)

@@ -167,11 +167,26 @@ class Linear4bit(nn.Module):
                            "load the adapter there and merge into that.")
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x.to(self.compute_dtype), self.weight, self.bias)  # W dequantised for this call only
+        return _Dequantising.apply(x.to(self.compute_dtype), self)  # W dequantised for this call only
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"nf4, block_size={self.block_size}, double_quant={self.double_quant}")
+
+
+class _Dequantising(torch.autograd.Function):
+    """``x W^T + b`` with ``W`` dequantised in the forward pass and again in the backward pass, as bitsandbytes does:
+    autograd keeps no float copy of the frozen weight between the two (``F.linear`` would save the dequantised
+    ``W`` for the input's gradient, a full-precision copy of every 4-bit layer held through each step)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layer: Linear4bit) -> Tensor:
+        ctx.layer = layer
+        return F.linear(x, layer.weight, layer.bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad @ ctx.layer.weight, None  # dL/dx = dL/dy W; the weight and bias are frozen
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ where its rates come from; ``scripts/lr_check.py`` tries rates around them on th
     recipe.rate("LoRA", notebook="03")          # a build notebook's own rate for its short runs, else lr["LoRA"]
     lora_targets(model, "qv")                   # the paper's q-and-v setting in this model's layer names
     model = build("LoRA", base, recipe, r=16)   # the model to train: apply_lora with the recipe's settings, r=16
+    model = build("qlora", base)                # LoRA's descendants too: rslora, dora, pissa, qlora, prompt
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ from .families import model_family
 from .lora import apply_lora
 from .memory import PeakEstimate, training_peak
 from .params import gpt2_config, gpt2_parameter_count, lora_parameter_count, prefix_parameter_count
-from .prefix import PrefixTuningModel
+from .prefix import PrefixTuningModel, PromptTuningModel
 from .profiles import PROFILES
+from .quant import quantize_model
 
-METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")
-SHORT_NAMES = {"full": "full fine-tuning", "prefix": "prefix-tuning", "lora": "LoRA"}  # as scripts and Setting say
+METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")  # notebook 05's three, each with a rate in every recipe
+# Notebook 08's: LoRA's descendants (the recipe's LoRA settings plus one switch; QLoRA: LoRA on an NF4 base) and
+# prompt tuning (a soft prompt of prompt_len positions). A recipe's lr may name their rates; none does yet.
+FAMILY = ("rsLoRA", "DoRA", "PiSSA", "QLoRA", "prompt-tuning")
+SHORT_NAMES = {"full": "full fine-tuning", "prefix": "prefix-tuning", "lora": "LoRA",  # as scripts and Setting say
+               "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA", "qlora": "QLoRA", "prompt": "prompt-tuning"}
+LORA_SWITCHES = {"LoRA": {}, "rsLoRA": {"use_rslora": True}, "DoRA": {"use_dora": True},
+                 "PiSSA": {"init_lora_weights": "pissa"}, "QLoRA": {}}  # apply_lora's keywords per LoRA method
 
 # The attention query and value projections, and every projection of a block, in each family's names.
 # GPT-2 fuses q|k|v into one Conv1D (`c_attn`), so its q-and-v setting is `c_attn` with `qv_only=True`.
@@ -43,6 +51,7 @@ class Recipe:
     lr: dict[str, float]  # per method in METHODS
     lora: dict = field(default_factory=dict)  # keyword arguments of apply_lora
     prefix_len: int = 10  # Li & Liang's length for E2E
+    prompt_len: int = 10  # prompt tuning's soft-prompt positions (as notebook 02's P)
     mlp_hidden: int = 512  # their reparameterisation P = MLP(P')
     note: str = ""  # where the numbers come from
     lessons: dict[str, dict[str, float]] = field(default_factory=dict)  # {notebook: {method: rate}} of 01-04
@@ -50,7 +59,14 @@ class Recipe:
     def rate(self, method: str, notebook: str | None = None) -> float:
         """The learning rate of ``method``: a build notebook's own (``lessons``), else notebook 05's (``lr``)."""
         lesson = self.lessons.get(notebook, {})
-        return lesson[method] if method in lesson else self.lr[method_name(method)]
+        if method in lesson:
+            return lesson[method]
+        name = method_name(method)
+        if name not in self.lr:
+            raise ValueError(f"No learning rate for {name!r} in this recipe (it has {', '.join(self.lr)}); no "
+                             f"lesson names one either. Measure one with a rate check (scripts/lr_check.py, or the "
+                             f"ladder's, minipeft.ladder) and pass it to train(..., lr=...).")
+        return self.lr[name]
 
 
 @dataclass(frozen=True)
@@ -120,25 +136,32 @@ def lora_targets(model: nn.Module, which: str = "qv") -> dict:
 
 
 def method_name(method: str) -> str:
-    """``method`` as :data:`METHODS` spells it: ``"lora"`` -> ``"LoRA"``; a name of METHODS is returned as it is."""
-    if method in METHODS:
+    """``method`` as :data:`METHODS` and :data:`FAMILY` spell it: ``"lora"`` -> ``"LoRA"``, ``"qlora"`` ->
+    ``"QLoRA"``; a name of either is returned as it is."""
+    if method in METHODS or method in FAMILY:
         return method
     if method in SHORT_NAMES:
         return SHORT_NAMES[method]
-    raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)} (or {', '.join(SHORT_NAMES)}).")
+    raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS + FAMILY)} (or "
+                     f"{', '.join(SHORT_NAMES)}).")
 
 
 def build(method: str, model: nn.Module, recipe: Recipe | None = None, *, r: int | None = None,
           alpha: float | None = None, targets: str | list[str] | None = None, prefix_len: int | None = None,
-          mlp_hidden: int | None = None) -> nn.Module:
+          mlp_hidden: int | None = None, prompt_len: int | None = None) -> nn.Module:
     """The model to train for ``method`` on ``model`` (changed in place, as ``apply_lora`` changes it), set up by
     ``recipe`` (default: :func:`recipe_for` ``model``), with keyword overrides for what an experiment varies.
 
     ``full fine-tuning``: every parameter trainable. ``LoRA``: ``apply_lora`` with the recipe's keywords; ``targets``
-    is ``"qv"``/``"all"`` (:func:`lora_targets`) or a list of layer names. ``prefix-tuning``: a
-    ``PrefixTuningModel`` of ``prefix_len`` positions with an MLP of ``mlp_hidden``. The short names
-    ``full``/``lora``/``prefix`` work too.
+    is ``"qv"``/``"all"`` (:func:`lora_targets`) or a list of layer names. ``rsLoRA``, ``DoRA``, ``PiSSA``: the same
+    with ``use_rslora=True``, ``use_dora=True``, ``init_lora_weights="pissa"``; ``QLoRA``: every linear layer but
+    ``lm_head`` quantised to NF4 (:func:`minipeft.quant.quantize_model`), then LoRA. ``prefix-tuning``: a
+    ``PrefixTuningModel`` of ``prefix_len`` positions with an MLP of ``mlp_hidden``; ``prompt-tuning``: a
+    ``PromptTuningModel`` of ``prompt_len`` positions. The short names (:data:`SHORT_NAMES`) work too. Bad input
+    raises before ``model`` changes.
     """
+    from .lora import _check_hyperparameters, _find_targets  # QLoRA checks LoRA's settings before quantising
+
     method = method_name(method)
     if method == "full fine-tuning":
         return model.requires_grad_(True)
@@ -146,11 +169,18 @@ def build(method: str, model: nn.Module, recipe: Recipe | None = None, *, r: int
     if method == "prefix-tuning":
         return PrefixTuningModel(model, prefix_len=recipe.prefix_len if prefix_len is None else prefix_len,
                                  mlp_hidden=recipe.mlp_hidden if mlp_hidden is None else mlp_hidden)
+    if method == "prompt-tuning":
+        return PromptTuningModel(model, prompt_len=recipe.prompt_len if prompt_len is None else prompt_len)
     settings = dict(recipe.lora)
     if targets is not None:
         settings = {k: v for k, v in settings.items() if k not in ("targets", "qv_only")}
         settings |= lora_targets(model, targets) if isinstance(targets, str) else {"targets": list(targets)}
-    settings |= {k: v for k, v in (("r", r), ("alpha", alpha)) if v is not None}
+    settings |= {k: v for k, v in (("r", r), ("alpha", alpha)) if v is not None} | LORA_SWITCHES[method]
+    if method == "QLoRA":
+        _check_hyperparameters(settings.get("r", 8), settings.get("alpha", 16.0), settings.get("dropout", 0.0))
+        targets = settings.get("targets", ("c_attn",))
+        _find_targets(model, [targets] if isinstance(targets, str) else targets, settings.get("qv_only", False))
+        quantize_model(model)
     return apply_lora(model, **settings)
 
 

@@ -191,6 +191,87 @@ def test_merging_into_4bit_is_refused_and_changes_nothing(tiny_gpt2):
         layer.base.weight = torch.zeros(96, 32)
 
 
+def test_merging_a_model_half_on_4bit_is_refused_before_any_layer_merges(tiny_gpt2):
+    """LoRA on fp32 c_attn (met first) and on 4-bit c_fc: merge_lora and unload_lora(merge=True) check every layer
+    before merging one, so the fp32 layers stay unmerged too."""
+    model = quantize_model(tiny_gpt2(), skip=["lm_head", "c_attn", "c_proj"])
+    model = apply_lora(model, targets=["c_attn", "c_fc"], r=2)
+    layers = lora_layers(model)
+    assert isinstance(next(iter(layers.values())).base, Conv1D), "an fp32 layer comes first"
+    assert any(isinstance(layer.base, Linear4bit) for layer in layers.values())
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.lora_B.normal_(generator=torch.Generator().manual_seed(0))
+    stored = {k: v.clone() for k, v in model.state_dict().items()}
+    for merge in (merge_lora, lambda m: unload_lora(m, merge=True)):
+        with pytest.raises(RuntimeError, match=r"2 LoRA layer\(s\), e.g. 'transformer.h.0.mlp.c_fc'.*cannot be "
+                                               r"written.*nothing was merged"):
+            merge(model)
+        assert not any(layer.merged for layer in layers.values())
+        assert all(torch.equal(v, stored[k]) for k, v in model.state_dict().items())
+        assert lora_layers(model).keys() == layers.keys()
+
+
+def test_a_lora_adapter_loads_onto_the_4bit_base_and_back(tiny_llama, tmp_path, snapshot):
+    """An adapter trained in fp32 loads onto the quantised base (its base-weight check compares the dequantised
+    weights, within NF4's 1%) and computes what the same A and B compute there; one saved from the 4-bit model
+    loads onto 4-bit and fp32 bases. Another checkpoint, or a DoRA adapter (no DoRA on 4-bit), is refused, the
+    model left as it was."""
+    from minipeft.lora_files import load_lora, save_lora
+
+    ids = torch.randint(0, 101, (2, 12), generator=torch.Generator().manual_seed(2))
+    trained = apply_lora(tiny_llama(), targets=["q_proj", "v_proj"], r=4, alpha=8)
+    with torch.no_grad():
+        for layer in lora_layers(trained).values():
+            layer.lora_B.normal_(std=0.1, generator=torch.Generator().manual_seed(1))
+    save_lora(trained, tmp_path / "fp32")
+    loaded = load_lora(quantize_model(tiny_llama()), tmp_path / "fp32")
+    by_hand = apply_lora(quantize_model(tiny_llama()), targets=["q_proj", "v_proj"], r=4, alpha=8)
+    by_hand.load_state_dict({k: v for k, v in trained.state_dict().items() if "lora_" in k}, strict=False)
+    assert all(isinstance(layer.base, Linear4bit) for layer in lora_layers(loaded).values())
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, by_hand(ids).logits)
+    save_lora(loaded, tmp_path / "nf4")
+    for base in (quantize_model(tiny_llama()), tiny_llama()):
+        back = load_lora(base, tmp_path / "nf4")
+        assert all(torch.equal(back.state_dict()[k], v) for k, v in loaded.state_dict().items() if "lora_" in k)
+    with torch.no_grad():
+        assert torch.equal(back(ids).logits, trained(ids).logits), "back on the fp32 base: the fp32 model's logits"
+
+    other = tiny_llama()  # another checkpoint: q and v moved 5% (two random inits have near-equal norms)
+    with torch.no_grad():
+        for name, module in other.named_modules():
+            if name.endswith(("q_proj", "v_proj")):
+                module.weight.mul_(1.05)
+    other = quantize_model(other)
+    before = snapshot(other)
+    with pytest.raises(ValueError, match=r"within 1%, as one side is 4-bit NF4.*another checkpoint"):
+        load_lora(other, tmp_path / "fp32")
+    assert snapshot(other) == before and not lora_layers(other)
+    save_lora(apply_lora(tiny_llama(), targets=["q_proj", "v_proj"], r=4, use_dora=True), tmp_path / "dora")
+    model = quantize_model(tiny_llama())
+    before = snapshot(model)
+    with pytest.raises(TypeError, match="use_dora=True needs W0 as a dense nn.Linear.*Linear4bit"):
+        load_lora(model, tmp_path / "dora")
+    assert snapshot(model) == before and not lora_layers(model)
+
+
+def test_the_4bit_layer_keeps_no_float_weight_for_the_backward_pass(tiny_llama):
+    """Autograd saves nothing of a Linear4bit (the weight is dequantised again for the input's gradient), where
+    F.linear on the dequantised weight saves a float32 copy of it; the input's gradient is the same."""
+    q = Linear4bit.from_layer(nn.Linear(64, 48))
+    x = torch.randn(3, 64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        y = q(x)
+        reference = F.linear(x, q.weight, q.bias)
+    assert sum(saved) == 64 * 48, "only the reference's F.linear saved the float weight"
+    grad = torch.randn(3, 48)
+    (ours,) = torch.autograd.grad(y, x, grad)
+    (theirs,) = torch.autograd.grad(reference, x, grad)
+    assert torch.allclose(ours, theirs, atol=1e-6) and torch.equal(y, reference)
+
+
 def test_measure_nf4_on_a_tiny_llama(tiny_llama):
     """Memory from the storages (fp32: 4 bytes a weight; NF4: 4.5 bits), logit and cross-entropy change; the
     measured model itself stays fp32."""

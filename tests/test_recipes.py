@@ -2,10 +2,14 @@
 
 import pytest
 import torch
+from conftest import make_tiny_gpt2
 
+from minipeft.dora import DoRALayer
 from minipeft.lora import apply_lora, lora_layers
-from minipeft.prefix import PrefixTuningModel
-from minipeft.recipes import PAPER_SCHEDULES, RECIPES, build, method_name, recipe_for
+from minipeft.pissa import is_pissa
+from minipeft.prefix import PrefixTuningModel, PromptTuningModel
+from minipeft.quant import Linear4bit, quantize_model
+from minipeft.recipes import FAMILY, METHODS, PAPER_SCHEDULES, RECIPES, SHORT_NAMES, build, method_name, recipe_for
 
 GPT2_RECIPE = RECIPES["gpt2"]
 
@@ -71,8 +75,8 @@ def test_lesson_rates_fall_back_to_notebook_05s():
     assert mini.rate("prompt-tuning", notebook="02") == 1e-1
     assert RECIPES["smollm2-135m"].rate("prompt-tuning", notebook="02") == 1e-1  # notebook 02 trains it on SmolLM2
     assert RECIPES["smollm2-135m"].rate("prefix-tuning", notebook="02") == RECIPES["smollm2-135m"].lr["prefix-tuning"]
-    with pytest.raises(ValueError, match="Unknown method 'prompt-tuning'"):
-        mini.rate("prompt-tuning")  # no lesson says its rate
+    with pytest.raises(ValueError, match="No learning rate for 'prompt-tuning' in this recipe.*rate check"):
+        mini.rate("prompt-tuning")  # a method build knows, but no lesson and no recipe says its rate
 
 
 def test_the_papers_recipe_and_schedules():
@@ -92,3 +96,50 @@ def test_a_gpt2_medium_model_gets_its_familys_lessons_not_the_papers_recipe(tiny
     model.name_or_path = "gpt2-medium"
     assert recipe_for(model) is RECIPES["gpt2"]
     assert recipe_for(model).rate("prompt-tuning", notebook="02") == 1e-1
+
+
+FAMILY_BY_HAND = {  # each family method as notebook 08 builds it by hand, with the recipe's LoRA settings
+    "rsLoRA": lambda model, lora, recipe: apply_lora(model, **lora, use_rslora=True),
+    "DoRA": lambda model, lora, recipe: apply_lora(model, **lora, use_dora=True),
+    "PiSSA": lambda model, lora, recipe: apply_lora(model, **lora, init_lora_weights="pissa"),
+    "QLoRA": lambda model, lora, recipe: apply_lora(quantize_model(model), **lora),
+    "prompt-tuning": lambda model, lora, recipe: PromptTuningModel(model, recipe.prompt_len),
+}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("method", FAMILY)
+def test_build_makes_the_lora_family_and_prompt_tuning_as_by_hand(tiny, family, method):
+    recipe = recipe_for(tiny[family]())
+    torch.manual_seed(3)
+    by_hand = FAMILY_BY_HAND[method](tiny[family](), dict(recipe.lora), recipe)
+    torch.manual_seed(3)
+    short = next(k for k, v in SHORT_NAMES.items() if v == method)
+    built = build(short, tiny[family]())
+    assert type(built) is type(by_hand) and _same(_state(built), _state(by_hand))
+    assert built.state_dict().keys() == by_hand.state_dict().keys()
+    assert all(torch.equal(v, by_hand.state_dict()[k]) for k, v in built.state_dict().items())
+    layers = lora_layers(built).values()
+    if method == "prompt-tuning":
+        assert not layers and built.prompt_len == recipe.prompt_len == 10
+        assert _state(built).keys() == {"prompt"}
+        return
+    assert layers and all(layer.use_rslora == (method == "rsLoRA") and isinstance(layer, DoRALayer) == (
+        method == "DoRA") and is_pissa(layer) == (method == "PiSSA") and isinstance(layer.base, Linear4bit) == (
+        method == "QLoRA") for layer in layers)
+
+
+def test_every_method_has_one_name_and_its_short_name():
+    assert set(SHORT_NAMES.values()) == set(METHODS + FAMILY)
+    assert all(method_name(short) == name and method_name(name) == name for short, name in SHORT_NAMES.items())
+    assert build("prompt", make_tiny_gpt2(), prompt_len=3).prompt_len == 3
+
+
+def test_qlora_with_targets_the_model_lacks_is_refused_before_quantising(tiny_llama, snapshot):
+    model = tiny_llama()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"No module of the model matches targets \['c_attn'\]"):
+        build("qlora", model, targets=["c_attn"])
+    with pytest.raises(ValueError, match="LoRA rank r"):
+        build("qlora", model, r=0)
+    assert snapshot(model) == before and not any(isinstance(m, Linear4bit) for m in model.modules())

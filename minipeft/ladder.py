@@ -1,0 +1,381 @@
+"""Notebook 08's ladder: every method on the restaurant task at one step budget, one JSON file per run.
+
+Eight methods, each at the course recipe's size (:func:`minipeft.recipes.build`): full fine-tuning, LoRA, rsLoRA
+at a high rank, DoRA, PiSSA, LoRA on the 4-bit NF4 base (QLoRA), prefix-tuning and prompt tuning. The ladder runs
+in two phases, both resumable (a run whose file exists is skipped):
+
+1. **The rate check** (``rates/``): each method at three rates a half-decade apart around a centre (:func:`centre`:
+   the recipe's rate for full fine-tuning, LoRA and prefix-tuning, which ``scripts/lr_check.py`` measured; LoRA's for
+   its descendants; ten times prefix-tuning's for prompt tuning, the ratio of notebook 02's lesson rates on GPT-2),
+   seed 0, ``rate_steps`` steps. Each method keeps the rate of lowest validation loss, or the smaller of two within
+   :data:`RATE_TIE` nats (``scripts/lr_check.py``'s rule): :func:`picked_rates`.
+2. **The ladder** (``runs/``): each method at its picked rate, :data:`SEEDS` seeds, ``steps`` steps; per run the
+   task loss (validation cross-entropy), slot error rate and BLEU of greedy sentences for the test MRs, trainable
+   and stored parameters (:func:`minipeft.params.count_parameters`; stored = what a checkpoint of the method holds),
+   the model's weight bytes (from the storages: QLoRA's base is NF4), the median step time, the training memory
+   (GPU: ``torch.cuda.max_memory_allocated``; CPU: :func:`peak_rss`, the process's peak resident memory while
+   training above what it held before the model was built: the model, its gradients, AdamW's state and the
+   activations) and the provenance.
+
+rsLoRA runs at rank :attr:`LadderScale.rslora_rank` with ``alpha = alpha0 / sqrt(r0)`` (the recipe's ``r0``,
+``alpha0``): its scale ``alpha / sqrt(r)`` equals the recipe's LoRA scale at ``r = r0`` (rsLoRA's point: one alpha
+serves every rank). The sizes are the recipe's, not matched to one stored-parameter budget (a prefix, a soft prompt
+and a q-and-v LoRA of rank 2 cannot all hold the same count, and rsLoRA exists for high ranks): the table prints each
+method's trainable and stored parameters beside its quality. ``python scripts/ladder.py`` (``make ladder``) runs it on
+SmolLM2-135M.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+from torch import nn
+
+from .data import load_restaurant, make_loader
+from .decode import generate_texts
+from .forgetting.frontier import Interval, t_interval
+from .forgetting.lab import code_version, provenance, write_json
+from .lora import lora_layers
+from .metrics import bleu, slot_error_rate
+from .params import count_parameters
+from .paths import REPO_ROOT
+from .profiles import Profile, get_profile
+from .quant import storage_bytes
+from .recipes import Recipe, build, recipe_for
+from .seeding import seed_everything
+from .tables import format_table
+from .train import evaluate_loss, train
+
+LADDER_DIR = REPO_ROOT / "results" / "ladder"
+METHODS = ("full", "lora", "rslora", "dora", "pissa", "qlora", "prefix", "prompt")  # recipes.SHORT_NAMES
+LORA_FAMILY = ("lora", "rslora", "dora", "pissa", "qlora")
+SEEDS = (0, 1, 2)
+RATE_FACTOR = math.sqrt(10)  # the rate check's rates: centre / RATE_FACTOR, centre, centre * RATE_FACTOR
+RATE_TIE = 0.03  # nats: of two rates this close in validation loss, the smaller is picked
+BATCH = 8
+PROMPT_OVER_PREFIX = 10  # prompt tuning's centre rate over prefix-tuning's: notebook 02's lessons, 1e-1 and 1e-2
+
+
+@dataclass(frozen=True)
+class LadderScale:
+    """How big the ladder is: steps of a ladder run and of a rate-check run, validation examples, test MRs scored,
+    length of generated sentences and of task examples, and rsLoRA's rank."""
+
+    steps: int
+    rate_steps: int
+    n_val: int
+    n_mrs: int
+    max_new_tokens: int
+    max_len: int
+    rslora_rank: int
+    seeds: tuple[int, ...] = SEEDS
+
+
+# SmolLM2-135M. Measured on 6 Dec 2026, one torch thread on 2 cores busy with another sweep, lr 9e-3, seed 0: a LoRA
+# run 412 s (median step 5.9 s), a QLoRA run 975 s (12.1 s: every step dequantises every layer), decoding included.
+FULL_SCALE = LadderScale(steps=60, rate_steps=30, n_val=64, n_mrs=32, max_new_tokens=40, max_len=512,
+                         rslora_rank=64)
+# The ci profile's smoke test on the mini GPT-2: every line runs in seconds, no number is a result.
+CI_SCALE = LadderScale(steps=3, rate_steps=2, n_val=8, n_mrs=3, max_new_tokens=6, max_len=128, rslora_rank=32,
+                       seeds=(0,))
+
+
+def ladder_scale(profile: str | Profile | None = None) -> LadderScale:
+    """:data:`CI_SCALE` for the ``ci`` profile and dry runs, else :data:`FULL_SCALE` (the committed ladder's)."""
+    profile = get_profile(profile)
+    return CI_SCALE if profile.name == "ci" or profile.dry_run else FULL_SCALE
+
+
+def centre(method: str, recipe: Recipe) -> float:
+    """The middle rate of ``method``'s rate check (see the module's docstring)."""
+    if method in LORA_FAMILY:
+        return recipe.lr["LoRA"]
+    if method == "prompt":
+        return PROMPT_OVER_PREFIX * recipe.lr["prefix-tuning"]
+    return recipe.rate(method)
+
+
+def rate_grid(recipe: Recipe, methods: Sequence[str] = METHODS) -> dict[str, tuple[float, ...]]:
+    """The rate check's three rates per method, a half-decade apart around :func:`centre`."""
+    return {m: tuple(float(f"{centre(m, recipe) * f:.3g}") for f in (1 / RATE_FACTOR, 1, RATE_FACTOR))
+            for m in methods}
+
+
+@dataclass(frozen=True)
+class LadderRun:
+    """One run: a method at one rate from one seed for ``steps`` steps (``phase``: ``rates`` or ``runs``)."""
+
+    method: str
+    lr: float
+    seed: int
+    steps: int
+    phase: str = "runs"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-lr{self.lr:.3g}-seed{self.seed}-steps{self.steps}"
+
+    def build(self, base: nn.Module, recipe: Recipe, scale: LadderScale) -> nn.Module:
+        """The model to train, on a copy of ``base``; the adapter's initial draw comes from this run's seed."""
+        seed_everything(self.seed)
+        size = {}
+        if self.method == "rslora":
+            r0, alpha0 = recipe.lora["r"], recipe.lora["alpha"]
+            size = {"r": scale.rslora_rank, "alpha": alpha0 / math.sqrt(r0)}  # scale alpha/sqrt(r0) at r0
+        return build(self.method, copy.deepcopy(base), recipe, **size)
+
+
+def run_path(run: LadderRun, ladder_dir: str | Path = LADDER_DIR) -> Path:
+    return Path(ladder_dir) / run.phase / f"{run.name}.json"
+
+
+@dataclass
+class LadderContext:
+    """What every run shares: the base model, its tokenizer and recipe, the task data and the test MRs."""
+
+    base: nn.Module
+    tokenizer: object
+    base_name: str
+    recipe: Recipe
+    train_pairs: list
+    val_loader: object
+    mrs: list[str]
+    references: list[list[str]]
+    code: dict
+    scale: LadderScale
+
+    @classmethod
+    def create(cls, base: nn.Module, tokenizer, base_name: str, profile, scale: LadderScale) -> LadderContext:
+        val = load_restaurant("validation", profile)[:scale.n_val]
+        refs: dict[str, list[str]] = defaultdict(list)
+        for mr, ref in load_restaurant("test", profile):
+            refs[mr].append(ref)
+        mrs = list(refs)[:scale.n_mrs]
+        val_loader = make_loader(val, tokenizer, BATCH, scale.max_len, shuffle=False, drop_long=True)
+        return cls(base, tokenizer, base_name, recipe_for(base), load_restaurant("train", profile), val_loader, mrs,
+                   [refs[mr] for mr in mrs], code_version(), scale)
+
+
+def stored_parameters(model: nn.Module, method: str) -> int:
+    """What a checkpoint of ``method`` holds: every weight (full fine-tuning), the folded prefix (prefix-tuning:
+    ``P = MLP(P')`` computed once, the MLP dropped), else the trainable tensors (A, B, DoRA's m, the soft prompt).
+    Folds a prefix model in place (its outputs do not change)."""
+    if method == "full":
+        return count_parameters(model)
+    if method == "prefix":
+        model.fold()
+    return count_parameters(model, trainable_only=True)
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of every parameter and buffer of ``model``, measured from their storages (QLoRA's: NF4 codes)."""
+    return storage_bytes([*model.parameters(), *model.buffers()])
+
+
+@contextmanager
+def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
+    """``with peak_rss() as peak:`` ``peak[0]`` is this process's largest resident memory (bytes) while the block ran,
+    sampled by a thread every ``interval`` seconds (torch releases the GIL in its kernels, so the samples go on)."""
+    process, stop = psutil.Process(), threading.Event()
+    peak = [process.memory_info().rss]
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        sampler.join()
+        peak[0] = max(peak[0], process.memory_info().rss)
+
+
+def measure(run: LadderRun, ctx: LadderContext) -> dict:
+    """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
+    start = time.perf_counter()
+    loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, ctx.scale.max_len, seed=run.seed, drop_long=True)
+    before = psutil.Process().memory_info().rss
+    model = run.build(ctx.base, ctx.recipe, ctx.scale)
+    with peak_rss() as peak:
+        history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
+                        progress=False)
+    on_gpu = next(model.parameters()).is_cuda
+    task_loss = evaluate_loss(model, ctx.val_loader)
+    record = {**asdict(run), "base_model": ctx.base_name, "task_loss": task_loss if math.isfinite(task_loss) else None,
+              "final_train_loss": history.train_loss[-1], "trainable_params": history.trainable_params,
+              "weight_bytes": weight_bytes(model), "median_step_seconds": history.median_seconds_per_step,
+              "memory_bytes": history.peak_memory_bytes if on_gpu else peak[0] - before,
+              "memory_measured": "torch.cuda.max_memory_allocated" if on_gpu else
+              "CPU: peak resident memory while training, above the process's before the model was built (psutil)"}
+    if lora_layers(model):
+        layer = next(iter(lora_layers(model).values()))
+        record |= {"r": layer.r, "alpha": layer.alpha, "scaling": layer.scaling}
+    if run.phase == "runs":
+        texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens,
+                               progress=False)
+        record |= {"ser": slot_error_rate(ctx.mrs, texts), "bleu": bleu(texts, ctx.references), "sample": texts[0],
+                   "n_mrs": len(ctx.mrs)}
+    record["stored_params"] = stored_parameters(model, run.method)
+    record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
+    return record
+
+
+def sweep(runs: list[LadderRun], ctx: LadderContext, ladder_dir: str | Path = LADDER_DIR,
+          max_runs: int | None = None) -> list[Path]:
+    """Measure every run of ``runs`` whose file is not in ``ladder_dir`` yet (at most ``max_runs``), one file each."""
+    written: list[Path] = []
+    for run in runs:
+        path = run_path(run, ladder_dir)
+        if path.is_file() or (max_runs is not None and len(written) >= max_runs):
+            continue
+        record = measure(run, ctx)
+        write_json(path, record)
+        written.append(path)
+        quality = f", SER {record['ser']:.1%}, BLEU {record['bleu']:.1f}" if "ser" in record else ""
+        loss = "diverged" if record["task_loss"] is None else f"{record['task_loss']:.3f}"
+        print(f"[{len(written)}] {run.phase}/{run.name}: task loss {loss}{quality}, "
+              f"{record['provenance']['wall_seconds']:.0f} s", flush=True)
+    return written
+
+
+def load_records(ladder_dir: str | Path = LADDER_DIR, phase: str = "runs") -> list[dict]:
+    """Every finished record of ``phase`` (``rates`` or ``runs``), sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted((Path(ladder_dir) / phase).glob("*-seed*.json"))]
+
+
+def pick_rate(records: list[dict]) -> float:
+    """Of one method's rate-check records, the rate of lowest validation loss, or the smaller of two within
+    :data:`RATE_TIE` nats; a diverged run (loss None) never wins."""
+    finite = [r for r in records if r["task_loss"] is not None]
+    if not finite:
+        raise ValueError(f"Every rate of {records[0]['method']!r} diverged: lower its centre rate.")
+    best = min(r["task_loss"] for r in finite)
+    return min(r["lr"] for r in finite if r["task_loss"] <= best + RATE_TIE)
+
+
+def picked_rates(records: list[dict], grid: dict[str, tuple[float, ...]]) -> dict[str, float]:
+    """The rate each method of ``grid`` keeps, for the methods whose whole rate check is in ``records``."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    return {m: pick_rate(by_method[m]) for m, rates in grid.items()
+            if {r["lr"] for r in by_method[m]} >= set(rates)}
+
+
+def ladder_runs(rates: dict[str, float], scale: LadderScale) -> list[LadderRun]:
+    """Every method at its picked rate, seed by seed (an unfinished ladder still has every method's first seed)."""
+    return [LadderRun(m, lr, seed, scale.steps) for seed in scale.seeds for m, lr in rates.items()]
+
+
+def rate_runs(grid: dict[str, tuple[float, ...]], scale: LadderScale) -> list[LadderRun]:
+    return [LadderRun(m, lr, 0, scale.rate_steps, "rates") for m, rates in grid.items() for lr in rates]
+
+
+def run_ladder(profile: str | Profile = "cpu", methods: Sequence[str] = METHODS, max_runs: int | None = None,
+               ladder_dir: str | Path = LADDER_DIR, base: nn.Module | None = None, tokenizer=None) -> list[Path]:
+    """The rate check, then the ladder, on the profile's base model (SmolLM2-135M in ``cpu``): every missing run,
+    at most ``max_runs`` in all. ``base`` and ``tokenizer`` default to :func:`minipeft.base_model.load_base_model`'s."""
+    from .base_model import load_base_model
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown ladder method(s) {unknown}: choose from {', '.join(METHODS)}.")
+    profile = get_profile(profile)
+    scale = ladder_scale(profile)
+    if base is None:
+        base, tokenizer = load_base_model(profile)
+    ctx = LadderContext.create(base, tokenizer, profile.base_model, profile, scale)
+    grid = rate_grid(ctx.recipe, methods)
+    written = sweep(rate_runs(grid, scale), ctx, ladder_dir, max_runs)
+    left = None if max_runs is None else max_runs - len(written)
+    rates = picked_rates(load_records(ladder_dir, "rates"), grid)
+    if rates:
+        print("ladder rates (from the rate check): " + ", ".join(f"{m} {lr:.3g}" for m, lr in rates.items()),
+              flush=True)
+    return written + sweep(ladder_runs(rates, scale), ctx, ladder_dir, left)
+
+
+# ----------------------------------------------------------------------------- reading the ladder
+NAMES = {"full": "full fine-tuning", "lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA",
+         "qlora": "QLoRA", "prefix": "prefix-tuning", "prompt": "prompt tuning"}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One method's runs, summarised over seeds: means with 95% t-intervals, and its costs."""
+
+    method: str
+    lr: float
+    ser: Interval
+    bleu: Interval
+    task_loss: Interval
+    trainable: int
+    stored: int
+    weight_mb: float
+    step_seconds: float  # median over the seeds' medians
+    memory_mb: float  # the largest over the seeds
+    rank: int | None = None  # LoRA's r, for the LoRA family
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.method] + (f" r={self.rank}" if self.rank else "")
+
+
+def rungs(records: list[dict]) -> list[Rung]:
+    """The ladder's runs grouped by method (in :data:`METHODS` order); diverged runs count with the worst SER (1)."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    out = []
+    for m in [m for m in METHODS if m in by_method]:
+        runs = by_method[m]
+        losses = [r["task_loss"] for r in runs if r["task_loss"] is not None]
+        steps = sorted(r["median_step_seconds"] for r in runs)
+        out.append(Rung(m, runs[0]["lr"], t_interval([r["ser"] for r in runs]), t_interval([r["bleu"] for r in runs]),
+                        t_interval(losses) if losses else Interval(math.nan, math.nan, math.nan, 0),
+                        runs[0]["trainable_params"], runs[0]["stored_params"], runs[0]["weight_bytes"] / 1e6,
+                        steps[len(steps) // 2], max(r["memory_bytes"] for r in runs) / 1e6, runs[0].get("r")))
+    return out
+
+
+def format_ladder(table: list[Rung]) -> str:
+    """The ladder as a table: one row per method, means with their 95% intervals over the seeds."""
+    def iv(i: Interval, scale: float = 1, digits: int = 1) -> str:
+        return f"{i.mean * scale:.{digits}f} [{i.low * scale:.{digits}f}, {i.high * scale:.{digits}f}]"
+    return format_table([{"method": r.name, "lr": f"{r.lr:.3g}", "seeds": r.ser.n, "SER % [95%]": iv(r.ser, 100),
+                          "BLEU [95%]": iv(r.bleu), "task loss": iv(r.task_loss, digits=3), "trainable": r.trainable,
+                          "stored": r.stored, "weights MB": r.weight_mb, "s/step": f"{r.step_seconds:.3f}",
+                          "memory MB": r.memory_mb} for r in table])
+
+
+def advice(table: list[Rung]) -> list[str]:
+    """What a learner should pick, read off the table: the method of lowest slot error rate, those whose interval
+    reaches it (as good within seed noise), and among those the one that stores least, weighs least and steps
+    fastest."""
+    best = min(table, key=lambda r: r.ser.mean)
+    tied = [r for r in table if r.ser.low <= best.ser.high]
+    small = min(tied, key=lambda r: r.stored)
+    light = min(tied, key=lambda r: r.weight_mb)
+    fast = min(tied, key=lambda r: r.step_seconds)
+    return [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} (95% interval {best.ser.low:.1%} to "
+            f"{best.ser.high:.1%}, {best.ser.n} seed{'s' if best.ser.n > 1 else ''}).",
+            f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
+            f"{', '.join(r.name for r in tied)}.",
+            f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the lightest "
+            f"model in memory: {light.name} ({light.weight_mb:.0f} MB of weights); the fastest step: {fast.name} "
+            f"({fast.step_seconds:.3f} s).",
+            f"Pick {small.name} to store many adapters, {light.name} when the base barely fits in memory, "
+            f"{fast.name} when training time is what you are short of."]

@@ -1,0 +1,32 @@
+"""Notebook 08's ladder on SmolLM2-135M: one JSON per run in results/ladder/, resumable.
+
+    python scripts/ladder.py                      # the rate check, then every method x 3 seeds (hours on 2 cores)
+    python scripts/ladder.py --max-runs 4         # four more runs, then stop
+    python scripts/ladder.py --method lora --method qlora    # only these methods
+
+Runs already in the folder are skipped, so it continues where the last call stopped; each file carries its
+provenance (commit, machine, versions, date, wall seconds). The rate check (results/ladder/rates/) comes first:
+the ladder's runs (results/ladder/runs/) use the rate it picks per method. The runs: :mod:`minipeft.ladder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from minipeft.ladder import LADDER_DIR, METHODS, run_ladder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", choices=METHODS, action="append", help=f"{', '.join(METHODS)} (default: all)")
+    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
+    parser.add_argument("--dir", default=str(LADDER_DIR), help=f"results folder (default {LADDER_DIR})")
+    parser.add_argument("--profile", default="cpu", help="cpu (SmolLM2-135M, the committed ladder) or ci (smoke)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_ladder(args.profile, tuple(args.method or METHODS), args.max_runs, args.dir)
+    return 0

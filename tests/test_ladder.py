@@ -1,0 +1,124 @@
+"""Notebook 08's ladder (minipeft.ladder): the rate rule on constructed records, and a ci-scale ladder on the mini
+GPT-2 (every line runs in seconds; no number is a result)."""
+
+import math
+import time
+
+import pytest
+import torch
+
+from minipeft import ladder
+from minipeft.params import count_parameters
+from minipeft.recipes import RECIPES
+
+
+def _rec(lr, loss, method="lora"):
+    return {"method": method, "lr": lr, "task_loss": loss}
+
+
+def test_pick_rate_takes_the_lowest_loss_or_the_smaller_of_two_close_ones():
+    assert ladder.pick_rate([_rec(1e-3, 0.9), _rec(3e-3, 0.5), _rec(1e-2, 0.7)]) == 3e-3
+    assert ladder.pick_rate([_rec(1e-3, 0.52), _rec(3e-3, 0.5), _rec(1e-2, 0.49)]) == 1e-3  # within 0.03 nats
+    assert ladder.pick_rate([_rec(1e-3, 0.9), _rec(3e-3, None), _rec(1e-2, 0.7)]) == 1e-2  # diverged never wins
+    with pytest.raises(ValueError, match="Every rate of 'lora' diverged: lower its centre"):
+        ladder.pick_rate([_rec(1e-3, None)])
+    grid = {"lora": (1e-3, 3e-3), "dora": (1e-3, 3e-3)}
+    records = [_rec(1e-3, 0.9), _rec(3e-3, 0.5), _rec(1e-3, 0.4, "dora")]
+    assert ladder.picked_rates(records, grid) == {"lora": 3e-3}, "dora's rate check is not finished"
+
+
+def test_the_rate_check_centres_on_the_recipes_rates():
+    smol = RECIPES["smollm2-135m"]
+    grid = ladder.rate_grid(smol)
+    assert set(grid) == set(ladder.METHODS) and all(len(rates) == 3 for rates in grid.values())
+    assert grid["full"][1] == smol.lr["full fine-tuning"] and grid["prefix"][1] == smol.lr["prefix-tuning"]
+    assert all(grid[m][1] == smol.lr["LoRA"] for m in ladder.LORA_FAMILY)
+    assert grid["prompt"][1] == pytest.approx(10 * smol.lr["prefix-tuning"])
+    assert grid["lora"] == (0.00285, 0.009, 0.0285), "a half-decade either side, 3 significant digits"
+
+
+def test_rslora_runs_at_a_high_rank_with_the_recipes_scale_at_its_rank(tiny_llama):
+    recipe = RECIPES["smollm2-135m"]  # q and v, r0 = 2, alpha0 = 16: scale 8
+    model = ladder.LadderRun("rslora", 1e-3, 0, 1).build(tiny_llama(), recipe, ladder.FULL_SCALE)
+    layers = list(ladder.lora_layers(model).values())
+    assert all(layer.r == 64 and layer.use_rslora for layer in layers)
+    alpha = layers[0].alpha
+    assert math.isclose(alpha / math.sqrt(2), 16 / 2), "at r = r0 rsLoRA's scale is the recipe's"
+    assert math.isclose(layers[0].scaling, alpha / 8), "at r = 64: alpha / sqrt(64)"
+
+
+def test_a_ci_ladder_checks_rates_then_runs_resumably(tmp_path, capsys):
+    methods = ("full", "qlora", "prefix")
+    written = ladder.run_ladder("ci", methods=methods, ladder_dir=tmp_path)
+    assert len(written) == 3 * len(methods) + len(methods) * len(ladder.CI_SCALE.seeds)
+    rates = ladder.load_records(tmp_path, "rates")
+    picked = ladder.picked_rates(rates, ladder.rate_grid(RECIPES["mini-gpt2"], methods))
+    runs = {r["method"]: r for r in ladder.load_records(tmp_path, "runs")}
+    assert set(runs) == set(methods) and all(runs[m]["lr"] == picked[m] for m in methods)
+    assert "ladder rates (from the rate check): full" in capsys.readouterr().out
+    for r in runs.values():
+        assert 0 <= r["ser"] <= 1 and r["bleu"] >= 0 and r["n_mrs"] == ladder.CI_SCALE.n_mrs
+        assert r["median_step_seconds"] > 0 and r["memory_bytes"] > 0
+        assert r["memory_measured"].startswith("CPU: peak resident memory while training")
+        assert r["steps"] == ladder.CI_SCALE.steps and {"commit", "machine", "date"} <= set(r["provenance"])
+    assert runs["full"]["stored_params"] == runs["full"]["trainable_params"] > runs["qlora"]["trainable_params"]
+    assert runs["qlora"]["stored_params"] == runs["qlora"]["trainable_params"] and runs["qlora"]["r"] == 16
+    assert runs["prefix"]["stored_params"] < runs["prefix"]["trainable_params"], "folded: the MLP is not stored"
+    from transformers.pytorch_utils import Conv1D
+
+    from minipeft.base_model import load_base_model
+
+    base, _ = load_base_model("ci")
+    n = sum(m.weight.numel() for m in base.modules() if isinstance(m, Conv1D))  # the linears QLoRA quantises
+    nf4 = runs["full"]["weight_bytes"] - 4 * n + n * 4.5 / 8 + 4 * runs["qlora"]["trainable_params"]
+    assert runs["qlora"]["weight_bytes"] == pytest.approx(nf4, rel=1e-3), "fp32 linears -> 4.5 bits, plus A and B"
+    assert "ser" not in rates[0] and rates[0]["phase"] == "rates"
+    assert ladder.run_ladder("ci", methods=methods, ladder_dir=tmp_path) == []  # resumable: nothing left
+    with pytest.raises(ValueError, match=r"Unknown ladder method\(s\) \['adapter'\]"):
+        ladder.run_ladder("ci", methods=("adapter",), ladder_dir=tmp_path)
+
+
+def test_full_fine_tuning_stores_every_parameter(tiny_gpt2):
+    model = tiny_gpt2()
+    assert ladder.stored_parameters(model, "full") == count_parameters(model)
+
+
+def test_the_script_runs_the_ci_ladder_and_stops_at_max_runs(tmp_path):
+    from minipeft.tools.ladder import main
+
+    assert main(["--profile", "ci", "--method", "prompt", "--max-runs", "2", "--dir", str(tmp_path)]) == 0
+    assert len(ladder.load_records(tmp_path, "rates")) == 2 and not ladder.load_records(tmp_path, "runs")
+
+
+def _run(method, seed, ser, bleu, stored, weight_bytes=4e6, step=0.5, r=None):
+    return {"method": method, "lr": 1e-3, "seed": seed, "ser": ser, "bleu": bleu, "task_loss": 0.5 + ser,
+            "trainable_params": stored, "stored_params": stored, "weight_bytes": weight_bytes,
+            "median_step_seconds": step, "memory_bytes": 1e8, "r": r}
+
+
+def test_the_table_and_the_advice_are_read_off_constructed_runs():
+    records = [_run("full", s, ser, 60.0, 1000, step=1.0) for s, ser in enumerate((0.10, 0.11, 0.12))]
+    records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.11, 0.12, 0.13))]
+    records += [_run("qlora", s, ser, 57.0, 10, weight_bytes=1e6, step=0.8, r=2) for s, ser in
+                enumerate((0.12, 0.125, 0.13))]
+    records += [_run("prompt", s, ser, 20.0, 5, step=0.3) for s, ser in enumerate((0.80, 0.82, 0.84))]
+    table = ladder.rungs(records)
+    assert [r.method for r in table] == ["full", "lora", "qlora", "prompt"], "in METHODS order"
+    full = table[0]
+    assert math.isclose(full.ser.mean, 0.11) and full.ser.n == 3 and full.ser.low < 0.10 and full.stored == 1000
+    text = ladder.format_ladder(table)
+    assert text.splitlines()[0].startswith("method") and "LoRA r=2" in text and "11.0 [" in text
+    lines = ladder.advice(table)
+    assert lines[0].startswith("Fewest slot errors: full fine-tuning, 11.0%")
+    assert "prompt tuning" not in lines[1] and "LoRA r=2" in lines[1], "prompt tuning is far worse: not tied"
+    assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2] and "lightest model in memory: QLoRA" in lines[2]
+    assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
+
+
+def test_peak_rss_sees_a_tensor_that_came_and_went():
+    with ladder.peak_rss() as peak:
+        start = peak[0]
+        big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        time.sleep(0.05)
+        del big
+    assert peak[0] - start >= 48 * 2**20
