@@ -15,18 +15,12 @@ from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
 from minipeft.forgetting import (
     Setting,
-    claim_verdict,
-    forgetting_by_rate,
-    format_summary,
     general_perplexity,
     learning_rate,
-    plot_learn_forget,
-    prefix_forgets_less,
     probe_texts,
     rate_checks,
     run_setting,
     settings_for,
-    summarize,
     text_blocks,
 )
 from minipeft.lora import apply_lora, disable_lora
@@ -152,35 +146,6 @@ def test_rate_checks_retrain_a_setting_of_each_method_at_another_rate():
             assert learning_rate(s, "smollm2-135m") == pytest.approx(s.lr_scale * learning_rate(
                 Setting(s.method), "smollm2-135m"))
     assert [s.lr_scale for s in rate_checks("cpu")] == [3, 1 / 3, 1 / 3]  # adapters slower, full faster
-    summary = [{"name": n, "method": m, "ppl_increase_pct_mean": v}
-               for n, m, v in (("full FT", "full", 35.0), ("LoRA r=1 (qv)", "lora", 9.0),
-                               ("LoRA r=16 (qv)", "lora", 21.0))]
-    checked = [{"name": n, "method": m, "ppl_increase_pct_mean": v}
-               for n, m, v in (("full FT", "full", 70.0), ("LoRA r=16 (qv)", "lora", 4.0))]
-    assert forgetting_by_rate(summary, checked) == {"recipe": {"full": 35.0, "lora": 21.0},  # r=16, not r=1
-                                                    "checked": {"full": 70.0, "lora": 4.0}}
-
-
-def test_the_forgetting_claim_is_judged_at_both_rates_and_within_the_seeds_spread():
-    """Notebooks 06 and 07 judge "prefix forgets less than LoRA" on the same two settings at both rates."""
-    def row(name, method, mean, std=0.0, n=1):
-        return {"name": name, "method": method, "n": n, "ppl_increase_pct_mean": mean, "ppl_increase_pct_std": std}
-
-    summary = [row("LoRA r=1 (qv)", "lora", 1.0), row("LoRA r=16 (qv)", "lora", 2100.0),
-               row("prefix P=10", "prefix", 1750.0)]
-    checked = [row("LoRA r=16 (qv)", "lora", 440.0), row("prefix P=10", "prefix", 2480.0)]
-    assert prefix_forgets_less(summary, checked) == {"recipe": True, "checked": False}  # r=16 is compared, not r=1
-    assert claim_verdict({"recipe": True, "checked": False}) == "depends on the learning rate"
-    assert claim_verdict({"recipe": True, "checked": True}) == "holds"
-    assert claim_verdict({"recipe": False, "checked": False}) == "does not hold"
-    assert claim_verdict({"recipe": True, "checked": None}) == "not settled"
-    two_seeds = [row("LoRA r=16 (qv)", "lora", 2100.0, 300.0, 2), row("prefix P=10", "prefix", 1750.0, 100.0, 2)]
-    apart = [row("LoRA r=16 (qv)", "lora", 440.0, 50.0, 2), row("prefix P=10", "prefix", 2480.0, 900.0, 2)]
-    assert prefix_forgets_less(two_seeds, apart) == {"recipe": None, "checked": False}  # 350 <= 300 + 100; 2040 > 950
-    assert forgetting_by_rate(two_seeds, apart, "std") == {"recipe": {"lora": 300.0, "prefix": 100.0},
-                                                           "checked": {"lora": 50.0, "prefix": 900.0}}
-    one_seed = [row("LoRA r=16 (qv)", "lora", 2100.0), row("prefix P=10", "prefix", 2099.0)]
-    assert prefix_forgets_less(one_seed, checked)["recipe"] is True  # one seed has no spread: the means decide
 
 
 def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base(tokenizer, loaders):
@@ -234,32 +199,6 @@ def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders
         with disable_lora(lora):
             assert (lora(ids).logits - reference).abs().max().item() == 0.0
         assert (prefix.base(ids).logits - reference).abs().max().item() == 0.0  # prefix removed
-
-
-def test_summarize_gives_mean_and_spread_over_seeds():
-    rows = [{"label": "a", "name": "a", "method": "lora", "lr": 0.01, "task_loss": x, "ppl_increase_pct": y}
-            for x, y in ((1, 2), (3, 6))]
-    rows.append({"label": "b", "name": "b", "method": "full", "lr": 1e-4, "task_loss": 5.0, "ppl_increase_pct": 7.0,
-                 "slot_error_rate": 0.1})
-    rows.append({"label": "a lr/3", "name": "a", "method": "lora", "lr": 0.01 / 3, "task_loss": 4.0,
-                 "ppl_increase_pct": 1.0})
-    a, b, a_slower = summarize(rows)
-    assert (a["name"], a["lr"], a_slower["name"], a_slower["label"]) == ("a", 0.01, "a", "a lr/3")
-    assert (a["n"], a["task_loss_mean"], a["task_loss_std"]) == (2, 2.0, statistics.stdev([1, 3]))
-    assert a["ppl_increase_pct_mean"] == 4.0 and "slot_error_rate_mean" not in a
-    assert (b["n"], b["task_loss_std"], b["slot_error_rate_mean"]) == (1, 0.0, 0.1)
-    header, *table = format_summary([a, b, a_slower]).splitlines()
-    assert header.split() == ["setting", "lr", "seeds", "task", "loss", "general", "ppl", "+%", "slot", "errors", "%"]
-    assert [line.split() for line in table] == [  # by hand: std of (1, 3) is 1.414, of (2, 6) 2.828; 0.1 is 10%
-        ["a", "0.01", "2", "2.000", "±", "1.414", "4.0", "±", "2.8", "-"],
-        ["b", "0.0001", "1", "5.000", "±", "0.000", "7.0", "±", "0.0", "10.0", "±", "0.0"],
-        ["a", "lr/3", "0.0033", "1", "4.000", "±", "0.000", "1.0", "±", "0.0", "-"]]
-    ax = plot_learn_forget([a, b, a_slower])
-    assert ax.get_xlabel().startswith("task validation loss") and "perplexity" in ax.get_ylabel()
-    assert ax.xaxis_inverted() and ax.get_yscale() == "symlog" and ax.get_ylim() == (0.0, 30.0)  # 3 x max(10, 7)
-    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
-    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [4.0, 2.0]  # a's two rates joined, slower first
-    matplotlib.pyplot.close(ax.figure)
 
 
 def test_results_round_trip_and_refuse_another_profile(tmp_path, capsys):

@@ -1,18 +1,22 @@
 """Catastrophic forgetting, measured: what fine-tuning on the restaurant task costs the model elsewhere.
 
-"Forgetting" is read the way Biderman et al. (2024, "LoRA Learns Less and Forgets Less") read it: train
-each method with the same task budget, then measure
+Each method trains at several learning rates from several seeds; each run measures
 
-- **learning**: the task's validation loss (and slot error rate) after training, and
-- **forgetting**: the increase of the model's perplexity on general text it never trained on,
+- **learning**: the task's validation loss (and slot error rate), and
+- **forgetting**: the rise of the model's mean cross-entropy (nats per token) on general text it never trained on,
 
-with the adapter *switched on*, because that is the model one deploys. A few fixed generation probes
-show the same thing in words. The package's modules, floor by floor:
+with the adapter *switched on*, because that is the model one deploys. Methods are compared at the same amount
+learned (matched task loss), as Biderman et al. (2024, "LoRA Learns Less and Forgets Less") compare them on one
+learning-forgetting curve. The package's modules, floor by floor:
 
 - :mod:`.general`: the general text and the perplexity on it (the measurement);
-- :mod:`.experiment`: the settings notebook 06 trains, their learning rates, one run per setting;
-- :mod:`.verdict`: the summary over seeds and the rule that judges the article's claim;
-- :mod:`.report`: the table and the learn-vs-forget plot.
+- :mod:`.lab`: one run per method, learning rate and seed, measured and written as one JSON file (``make
+  forgetting-lab``);
+- :mod:`.frontier`: the statistics (intervals over seeds, Pareto fronts, matched task loss) and the verdict rule;
+- :mod:`.findings`: what the lab's runs say, read by notebooks 06 and 07 (the article's claim among them);
+- :mod:`.literature`: the published results notebook 06 sets beside them;
+- :mod:`.report`: the table per rate and the frontier plot;
+- :mod:`.experiment`: the older one-setting runs that ``make gpu-check`` and the gpu estimates still use.
 
 Results travel between notebooks through :mod:`minipeft.results`.
 """
@@ -26,10 +30,7 @@ from .experiment import (
     settings_for,
 )
 from .general import PROBES, general_perplexity, general_text, probe_texts, text_blocks
-from .report import METHOD_COLORS, format_summary, plot_learn_forget
-from .verdict import claim_verdict, forgetting_by_rate, prefix_forgets_less, summarize
+from .report import METHOD_COLORS
 
-__all__ = ["METHOD_COLORS", "PROBES", "Setting", "claim_verdict", "forgetting_by_rate",
-           "format_summary", "general_perplexity", "general_text", "learning_rate", "notebook06_gpu_peaks",
-           "plot_learn_forget", "prefix_forgets_less", "probe_texts", "rate_checks", "run_setting", "settings_for",
-           "summarize", "text_blocks"]
+__all__ = ["METHOD_COLORS", "PROBES", "Setting", "general_perplexity", "general_text", "learning_rate",
+           "notebook06_gpu_peaks", "probe_texts", "rate_checks", "run_setting", "settings_for", "text_blocks"]
