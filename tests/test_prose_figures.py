@@ -30,13 +30,14 @@ QUOTED = [  # (notebook whose prose quotes it, figure, notebook that prints it)
 # Figures the prose quotes from the papers, not from a cell (each must still be in the prose: the list cannot rot).
 PUBLISHED = {
     "62.2": "Li & Liang 2021: an embedding-only prefix on E2E, BLEU (notebook 02)",
-    "70.3": "Li & Liang 2021: prefix-tuning on E2E, GPT-2 Medium, BLEU (notebook 02)",
+    "70.3": "Li & Liang 2021, ACL version, Table 2: prefix-tuning on E2E, GPT-2 Medium, BLEU (notebook 02)",
     "42,000": "E2E's training set, about 42,000 examples, which the papers' learning rates go with (notebook 02)",
     "73.7": "Hu et al. 2021, Table 5: WikiSQL accuracy, q and v (and all four at r = 2) (notebook 03)",
     "91.3": "Hu et al. 2021, Table 5: MultiNLI accuracy, q and v (notebook 03)",
     "91.7": "Hu et al. 2021, Table 5: MultiNLI accuracy, all four attention matrices (notebook 03)",
     "70.4": "Hu et al. 2021: Table 5, q alone on WikiSQL (notebook 03); Table 3, LoRA on E2E, BLEU (notebook 05)",
-    "69.7": "Hu et al. 2021, Table 3: prefix-tuning (PreLayer) on E2E, BLEU (notebook 05)",
+    "69.7": "Hu et al. 2021, Table 3: prefix-tuning (PreLayer) on E2E, BLEU (notebook 05); Li & Liang's arXiv v1, "
+            "the same (notebook 02)",
     "68.2": "Hu et al. 2021, Table 3: full fine-tuning on E2E, BLEU (notebook 05)",
     "354.92": "Hu et al. 2021, Table 3: GPT-2 Medium's parameter count for full fine-tuning, in millions (notebook 01)",
     "0.35": "Hu et al. 2021, Table 3: 0.35M trainable parameters for prefix-tuning and LoRA on GPT-2 Medium "
