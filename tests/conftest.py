@@ -146,3 +146,16 @@ def stop_server(server: subprocess.Popen) -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def train_like(model: nn.Module, seed: int = 2) -> None:
+    """A trained adapter: B != 0 (a fresh B = 0 hides every mistake) and m != ||W0 + s B A||."""
+    from minipeft.dora import DoRALayer
+    from minipeft.lora import lora_layers
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.normal_(std=0.5)
+            if isinstance(layer, DoRALayer):
+                layer.lora_magnitude.mul_(1 + 0.1 * torch.randn_like(layer.lora_magnitude))

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import train_like
 from safetensors.torch import load_file, save_file
 from test_lora import ALL_GPT2, tokens
 from torch import nn
@@ -26,15 +27,6 @@ from minipeft.pissa import is_pissa
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def train_like(model: nn.Module, seed: int = 2) -> None:
-    """B != 0 and m != ||W0 + s B A||, as after training."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for layer in lora_layers(model).values():
-            layer.lora_B.normal_(std=0.5)
-            if isinstance(layer, DoRALayer):
-                layer.lora_magnitude.mul_(1 + 0.1 * torch.randn_like(layer.lora_magnitude))
 
 
 # ---- rsLoRA ----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import train_like
 from test_lora import ALL_GPT2, tokens
 from test_lora_peft import LOW_PRECISION
 from torch import nn
@@ -48,15 +49,6 @@ def build(setting: str, variant: str, tiny) -> tuple[nn.Module, nn.Module, list[
     ours = apply_lora(copy.deepcopy(base), targets=targets, r=R, alpha=ALPHA, qv_only=qv_only, **VARIANTS[variant])
     return base, ours, targets
 
-
-def train_like(model: nn.Module, seed: int = 2) -> None:
-    """A trained adapter: B != 0 (a fresh B = 0 hides every mistake) and m != ||W0 + s B A||."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for layer in lora_layers(model).values():
-            layer.lora_B.normal_(std=0.5)
-            if isinstance(layer, DoRALayer):
-                layer.lora_magnitude.mul_(1 + 0.1 * torch.randn_like(layer.lora_magnitude))
 
 
 def residual_base(base: nn.Module, ours: nn.Module) -> nn.Module:
