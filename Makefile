@@ -2,7 +2,7 @@
 # pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
 # from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
 .PHONY: help course test setup lint solutions answer-key timings outputs cache cache-check colab colab-check slides \
-	figures browser gpu-dry gpu-check bench forgetting-lab ladder
+	figures browser gpu-dry gpu-check bench forgetting-lab ladder real-e2e
 .DEFAULT_GOAL := help
 
 define HELP
@@ -28,6 +28,7 @@ time, then skipped in well under a second while .venv matches pyproject.toml. Ti
   bench           minipeft against peft: step time, memory, counts        minutes (not timed here)
   forgetting-lab  notebook 06's sweep, resumable (ARGS="--max-runs 4")    about 5 min a run, hours in all
   ladder          notebook 08's ladder, resumable (ARGS="--max-runs 4")   about 7-16 min a run, hours in all
+  real-e2e        notebook 05's recipes on real E2E, resumable            about 5-10 min a run, 10 runs
   gpu-dry         the gpu profile's code on this CPU (stand-in GPT-2)     about 10 min
   gpu-check       on a CUDA machine: notebook 05 and one 06 setting       not timed yet (no GPU)
 endef
@@ -79,6 +80,11 @@ forgetting-lab: setup
 # (one JSON each, with provenance; stop it any time, it resumes). ARGS="--max-runs 4" or "--method qlora".
 ladder: setup
 	.venv/bin/python scripts/ladder.py $(ARGS)
+
+# Notebook 05's three recipes trained and scored on real E2E (its dev set split by MR; MINIPEFT_E2E_DEVSET, default
+# ../shared/data/e2e/devset.csv) on SmolLM2-135M, 3 seeds: every run not yet in results/real-e2e/ (resumable).
+real-e2e: setup
+	.venv/bin/python scripts/real_e2e.py $(ARGS)
 
 bench: setup
 	.venv/bin/python benchmarks/bench_lora.py

@@ -33,7 +33,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ from pathlib import Path
 import psutil
 from torch import nn
 
-from .data import load_restaurant, make_loader
+from .data import Pair, load_restaurant, make_loader
 from .decode import generate_texts
 from .forgetting.frontier import Interval, t_interval
 from .forgetting.lab import code_version, provenance, write_json
@@ -155,14 +155,17 @@ class LadderContext:
     scale: LadderScale
 
     @classmethod
-    def create(cls, base: nn.Module, tokenizer, base_name: str, profile, scale: LadderScale) -> LadderContext:
-        val = load_restaurant("validation", profile)[:scale.n_val]
+    def create(cls, base: nn.Module, tokenizer, base_name: str, profile, scale: LadderScale,
+               data: Callable[[str], list[Pair]] | None = None) -> LadderContext:
+        """``data(split)`` gives a split's pairs: the offline restaurant set unless told otherwise."""
+        data = data or (lambda split: load_restaurant(split, profile))
+        val = data("validation")[:scale.n_val]
         refs: dict[str, list[str]] = defaultdict(list)
-        for mr, ref in load_restaurant("test", profile):
+        for mr, ref in data("test"):
             refs[mr].append(ref)
         mrs = list(refs)[:scale.n_mrs]
         val_loader = make_loader(val, tokenizer, BATCH, scale.max_len, shuffle=False, drop_long=True)
-        return cls(base, tokenizer, base_name, recipe_for(base), load_restaurant("train", profile), val_loader, mrs,
+        return cls(base, tokenizer, base_name, recipe_for(base), data("train"), val_loader, mrs,
                    [refs[mr] for mr in mrs], code_version(), scale)
 
 

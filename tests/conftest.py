@@ -15,6 +15,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from minipeft.base_model import MiniModelMissingError, load_mini_gpt2
+from minipeft.data import e2e_devset_path
 
 
 def make_tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
@@ -67,8 +68,7 @@ def gpt2(request, tiny_gpt2) -> GPT2LMHeadModel:
     return tiny_gpt2() if request.param == "tiny" else request.getfixturevalue("mini_gpt2")
 
 
-E2E_DEVSET = Path(os.environ.get("MINIPEFT_E2E_DEVSET",
-                                 Path(__file__).resolve().parents[2] / "shared" / "data" / "e2e" / "devset.csv"))
+E2E_DEVSET = e2e_devset_path()
 _WITHOUT_DEVSET: list[str] = []  # tests skipped here for want of the dev set, for the closing summary line
 
 

@@ -194,7 +194,8 @@ def test_offline_fallback_says_which_data_it_uses(monkeypatch, capsys, tmp_path)
         data.load_e2e("test")
     pairs, source = data.load_e2e_or_offline("test", "gpu")
     assert source == "offline" and len(pairs) == 200  # the offline set is capped at its committed size
-    assert "Falling back to the offline restaurant set" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "offline restaurant set" in out and "the Hub is unreachable" in out  # one line
 
 
 def test_gpu_profile_reads_real_e2e_from_a_local_folder_and_keeps_test_mrs_whole(monkeypatch, capsys, tmp_path):
@@ -218,6 +219,21 @@ def test_gpu_profile_reads_real_e2e_from_a_local_folder_and_keeps_test_mrs_whole
     (tmp_path / "devset.csv").unlink()
     with pytest.raises(FileNotFoundError, match="No E2E CSV at .*devset.csv"):  # never a silent swap
         data.load_e2e_or_offline("validation", "gpu")
+
+
+def test_cpu_profile_reads_real_e2e_when_it_has_it_and_ci_never_does(monkeypatch, capsys, tmp_path):
+    """A learner online gets real E2E in the cpu profile too (here from MINIPEFT_E2E_DIR); ci stays offline."""
+    from minipeft import data
+
+    rows = [(f"name[R{i}], area[riverside]", f"R{i} is by the river.") for i in range(4)]
+    for name in data.E2E_FILES.values():
+        write_csv(rows, tmp_path / name)
+    monkeypatch.setenv("MINIPEFT_E2E_DIR", str(tmp_path))
+    monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
+    assert data.load_e2e_or_offline("train", "cpu") == (rows, "E2E")
+    assert "Data: real E2E NLG from" in capsys.readouterr().out
+    pairs, source = data.load_e2e_or_offline("train", "ci")
+    assert source == "offline" and pairs == load_restaurant("train", "ci")
 
 
 def test_unknown_split_names_the_valid_ones():

@@ -23,12 +23,14 @@ batches), :mod:`.generator` (the offline set's generator). This package's namesp
 from .batches import IGNORE_INDEX, SEP, encode_pair, make_loader, prompt_text
 from .generator import LANDMARKS, NAMES, VALUES, build_restaurant_files, generate_restaurants, random_mr, realise
 from .loaders import (
+    E2E_DEVSET_ENV,
     E2E_DIR_ENV,
     E2E_FILES,
     E2E_HUB_ID,
     E2E_HUB_REVISION,
     RESTAURANTS_DIR,
     SPLITS,
+    e2e_devset_path,
     first_mrs,
     first_rows,
     group_by_mr,
@@ -41,9 +43,10 @@ from .loaders import (
 )
 from .mr import SLOTS, Pair, check_pairs, format_mr, parse_mr
 
-__all__ = ["E2E_DIR_ENV", "E2E_FILES", "E2E_HUB_ID", "E2E_HUB_REVISION", "IGNORE_INDEX", "LANDMARKS", "NAMES", "Pair",
-           "RESTAURANTS_DIR", "SEP", "SLOTS", "SPLITS", "VALUES", "build_restaurant_files", "check_pairs",
-           "encode_pair",
-           "first_mrs", "first_rows", "format_mr", "generate_restaurants", "group_by_mr", "load_e2e", "load_e2e_csv",
-           "load_e2e_or_offline", "load_restaurant", "make_loader", "parse_mr", "prompt_text", "random_mr", "read_csv",
-           "realise", "write_csv"]
+__all__ = [
+    "E2E_DEVSET_ENV", "E2E_DIR_ENV", "E2E_FILES", "E2E_HUB_ID", "E2E_HUB_REVISION", "IGNORE_INDEX", "LANDMARKS",
+    "NAMES", "Pair", "RESTAURANTS_DIR", "SEP", "SLOTS", "SPLITS", "VALUES", "build_restaurant_files",
+    "check_pairs", "e2e_devset_path", "encode_pair", "first_mrs", "first_rows", "format_mr",
+    "generate_restaurants", "group_by_mr", "load_e2e", "load_e2e_csv", "load_e2e_or_offline", "load_restaurant",
+    "make_loader", "parse_mr", "prompt_text", "random_mr", "read_csv", "realise", "write_csv"
+]

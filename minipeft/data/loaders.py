@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..paths import DATA_DIR
+from ..paths import DATA_DIR, REPO_ROOT
 from ..profiles import Profile, get_profile
 from .mr import Pair, check_pairs
 
@@ -17,6 +17,13 @@ E2E_HUB_ID = "tuetschek/e2e_nlg"  # the E2E NLG dataset on the Hugging Face Hub
 E2E_HUB_REVISION = "refs/convert/parquet"  # its Parquet export: no loading script, so `datasets` 4+ reads it
 E2E_FILES = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}  # as released
 E2E_DIR_ENV = "MINIPEFT_E2E_DIR"  # a folder holding E2E_FILES: the gpu profile reads real E2E from it, not the Hub
+E2E_DEVSET_ENV = "MINIPEFT_E2E_DEVSET"  # E2E's dev set as one CSV: the real-E2E measurement and the tests read it
+
+
+def e2e_devset_path() -> Path:
+    """The real E2E dev set: ``MINIPEFT_E2E_DEVSET``, else ``../shared/data/e2e/devset.csv`` beside the repository."""
+    default = REPO_ROOT.parent / "shared" / "data" / "e2e" / "devset.csv"
+    return Path(os.environ.get(E2E_DEVSET_ENV, "").strip() or default).expanduser()
 
 
 def read_csv(path: str | Path) -> list[Pair]:
@@ -142,7 +149,8 @@ def first_mrs(pairs: Sequence[Pair], n: int) -> list[Pair]:
 
 
 def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tuple[list[Pair], str]:
-    """Real E2E in the ``gpu`` profile when the Hub answers, else the offline set; returns (pairs, source).
+    """Real E2E in the ``gpu`` and ``cpu`` profiles when the Hub or its cache has it, else the offline set (``ci``:
+    always the offline set); returns (pairs, source).
 
     ``MINIPEFT_E2E_DIR`` set: real E2E from the CSVs in that folder instead of the Hub (a missing file is an
     error, never a silent swap). The test split keeps whole MRs (:func:`first_rows`). Prints one line saying
@@ -150,7 +158,8 @@ def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tup
     """
     profile = get_profile(profile)
     n = _split_size(split, profile)
-    if profile.name == "gpu":
+    why = ""
+    if profile.name in ("gpu", "cpu"):
         folder = os.environ.get(E2E_DIR_ENV, "").strip()
         if folder:
             path = Path(folder).expanduser() / E2E_FILES[split]
@@ -161,10 +170,10 @@ def load_e2e_or_offline(split: str, profile: str | Profile | None = None) -> tup
             pairs = first_rows(load_e2e(split), n, whole_mrs=split == "test")
             print(f"Data: real E2E NLG ({E2E_HUB_ID}), {split} split, {len(pairs)} pairs.")
             return pairs, "E2E"
-        except ConnectionError as err:
-            print(f"{err} Falling back to the offline restaurant set.")
+        except ConnectionError:  # its message says how to get E2E: `load_e2e(split)` shows it
+            why = " (real E2E: the Hub is unreachable and its cache has no copy; `make cache` online fetches it)"
     pairs = load_restaurant(split, profile)
-    print(f"Data: the course's offline restaurant set (data/restaurants), {split} split, {len(pairs)} pairs.")
+    print(f"Data: the course's offline restaurant set (data/restaurants), {split} split, {len(pairs)} pairs{why}.")
     return pairs, "offline"
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from minipeft.data import E2E_FILES
+from minipeft.data import E2E_DEVSET_ENV, E2E_FILES, e2e_devset_path
 from minipeft.forgetting import notebook06_gpu_peaks
 from minipeft.memory import GB
 from minipeft.paths import REPO_ROOT
@@ -44,8 +44,6 @@ from minipeft.standin import STANDIN_DIR, is_standin, write_standin
 from minipeft.tools.run_notebooks import run_notebook
 
 OUT = REPO_ROOT / "artifacts" / "gpu-dry"
-DEVSET_ENV = "MINIPEFT_E2E_DEVSET"
-DEFAULT_DEVSET = REPO_ROOT.parent / "shared" / "data" / "e2e" / "devset.csv"
 
 
 @contextmanager
@@ -87,9 +85,9 @@ def standins() -> dict[str, Path]:
 
 def e2e_folder() -> Path | None:
     """``artifacts/gpu-dry/e2e/`` with E2E's three file names linked to the dev set; None (and a line) without it."""
-    devset = Path(os.environ.get(DEVSET_ENV, DEFAULT_DEVSET)).expanduser().resolve()
+    devset = e2e_devset_path().resolve()
     if not devset.is_file():
-        print(f"No E2E dev set at {devset} (set {DEVSET_ENV}=path/to/devset.csv): notebook 05 and the replication "
+        print(f"No E2E dev set at {devset} (set {E2E_DEVSET_ENV}=path/to/devset.csv): notebook 05 and the replication "
               f"script use the offline restaurant set, so the real-E2E code path is not run.")
         return None
     folder = OUT / "e2e"

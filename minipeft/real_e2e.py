@@ -1,0 +1,145 @@
+"""What notebook 05's offline scores mean on the real benchmark: its three recipes trained and scored on real E2E.
+
+The course's offline restaurant set is templated, so a model that learns its few sentence shapes scores above what
+the papers report on E2E. Here the same three recipes (full fine-tuning, prefix-tuning and LoRA at
+:func:`minipeft.recipes.recipe_for`'s rates, notebook 05's) train with notebook 05's budget (the profile's
+``train_steps`` steps of :data:`minipeft.ladder.BATCH` examples, a tenth of them warm-up) on real E2E sentences, and
+are scored as notebook 05 scores: one greedy sentence per test MR against all of that MR's human references (slot
+error rate, BLEU), the untuned model beside them.
+
+The data: E2E's dev set (4,672 human sentences for 547 MRs; :func:`minipeft.data.e2e_devset_path`), split by MR
+(:func:`split_by_mr`: an MR and all its references fall in one split), because E2E's training set is not on every
+machine and the Hub may be unreachable. One JSON per run in ``results/real-e2e/`` (the runs of
+:mod:`minipeft.ladder`: the same measurement, provenance included), numbers and the model's own first sentence only:
+no sentence written by E2E's crowd workers is committed.
+
+    python scripts/real_e2e.py           # every missing run on SmolLM2-135M (make real-e2e), resumable
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import nn
+
+from .data import Pair, e2e_devset_path, group_by_mr, load_e2e_csv
+from .decode import generate_texts
+from .forgetting.lab import provenance, write_json
+from .ladder import LadderContext, LadderRun, LadderScale, Rung, rungs, sweep
+from .metrics import bleu, slot_error_rate
+from .paths import REPO_ROOT
+from .profiles import Profile, get_profile
+from .tables import format_table
+from .train import evaluate_loss
+
+RESULTS_DIR = REPO_ROOT / "results" / "real-e2e"
+METHODS = ("full", "prefix", "lora")  # notebook 05's three
+FRACTIONS = (0.8, 0.1, 0.1)  # train, validation, test: of the MRs
+SPLIT_SEED = 0
+SEEDS = (0, 1, 2)
+
+
+def split_by_mr(pairs: Sequence[Pair], fractions: tuple[float, float, float] = FRACTIONS, seed: int = SPLIT_SEED
+                ) -> dict[str, list[Pair]]:
+    """``{"train", "validation", "test"}`` pairs: the MRs shuffled by ``seed`` and cut by ``fractions``, each MR with
+    every one of its references, so no test MR (nor a reference of it) is seen in training."""
+    groups = group_by_mr(pairs)
+    mrs = list(groups)
+    random.Random(seed).shuffle(mrs)
+    a = round(fractions[0] * len(mrs))
+    b = a + round(fractions[1] * len(mrs))
+    cuts = {"train": mrs[:a], "validation": mrs[a:b], "test": mrs[b:]}
+    return {split: [(mr, ref) for mr in part for ref in groups[mr]] for split, part in cuts.items()}
+
+
+def real_e2e_scale(profile: str | Profile, max_new_tokens: int, max_len: int = 512) -> LadderScale:
+    """Notebook 05's budget in ``profile``: its training steps and validation size, every test MR; ``ci`` one seed."""
+    profile = get_profile(profile)
+    seeds = (0,) if profile.name == "ci" or profile.dry_run else SEEDS
+    return LadderScale(steps=profile.train_steps, rate_steps=0, n_val=profile.n_val, n_mrs=10**9,
+                       max_new_tokens=max_new_tokens, max_len=max_len, rslora_rank=0, seeds=seeds)
+
+
+def untuned(ctx: LadderContext) -> dict:
+    """The base model scored like a run: validation loss, slot error rate and BLEU of its sentences."""
+    start = time.perf_counter()
+    texts = generate_texts(ctx.base, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens, progress=False)
+    return {"method": "untuned", "base_model": ctx.base_name, "task_loss": evaluate_loss(ctx.base, ctx.val_loader),
+            "ser": slot_error_rate(ctx.mrs, texts), "bleu": bleu(texts, ctx.references), "n_mrs": len(ctx.mrs),
+            "provenance": provenance(ctx.code, time.perf_counter() - start)}
+
+
+def run_real_e2e(profile: str | Profile = "cpu", devset: str | Path | None = None, out: str | Path = RESULTS_DIR,
+                 max_runs: int | None = None, base: nn.Module | None = None, tokenizer=None) -> list[Path]:
+    """The untuned model, then every missing run (each method x seed), on ``devset`` split by MR."""
+    from .base_model import context_length, load_base_model
+
+    profile = get_profile(profile)
+    path = Path(devset) if devset else e2e_devset_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"No E2E dev set at {path}: pass its path or set MINIPEFT_E2E_DEVSET (E2E's "
+                                "devset.csv, from https://github.com/tuetschek/e2e-dataset).")
+    splits = split_by_mr(load_e2e_csv(path))
+    if base is None:
+        base, tokenizer = load_base_model(profile)
+    longest = max(len(tokenizer(" " + ref)["input_ids"]) for _, ref in splits["train"]) + 1  # notebook 05's rule
+    scale = real_e2e_scale(profile, longest, min(512, context_length(base)))
+    ctx = LadderContext.create(base, tokenizer, profile.base_model, profile, scale, data=splits.__getitem__)
+    print(f"real E2E from {path}: {len(group_by_mr(splits['train']))} training MRs ({len(splits['train'])} "
+          f"sentences), {len(ctx.mrs)} test MRs; {scale.steps} steps per run", flush=True)
+    out = Path(out)
+    written = []
+    if not (out / "untuned.json").is_file():
+        write_json(out / "untuned.json", untuned(ctx))
+        written.append(out / "untuned.json")
+    runs = [LadderRun(m, ctx.recipe.rate(m), seed, scale.steps) for seed in scale.seeds for m in METHODS]
+    return written + sweep(runs, ctx, out, max_runs)
+
+
+def load_results(out: str | Path = RESULTS_DIR) -> tuple[dict | None, list[Rung]]:
+    """The committed measurement: the untuned record (None if absent) and one :class:`Rung` per method."""
+    out = Path(out)
+    base = json.loads((out / "untuned.json").read_text()) if (out / "untuned.json").is_file() else None
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*-seed*.json"))]
+    return base, rungs(records) if records else []
+
+
+def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS_DIR) -> str:
+    """Notebook 05's offline scores (``{method name: {"SER", "BLEU"}}``, "untuned" included) next to the committed
+    real-E2E measurement (means with 95% intervals over seeds), one row per method."""
+    base, table = load_results(out)
+    real = {r.name: r for r in table}
+
+    def iv(mean: float, low: float, high: float, scale: float = 1) -> str:
+        return f"{mean * scale:.1f} [{low * scale:.1f}, {high * scale:.1f}]"
+
+    rows = []
+    for name, score in offline.items():
+        row = {"method": name, "offline SER %": 100 * score["SER"], "offline BLEU": score["BLEU"]}
+        if name == "untuned" and base:
+            row |= {"real E2E SER % [95%]": f"{100 * base['ser']:.1f}", "real E2E BLEU [95%]": f"{base['bleu']:.1f}",
+                    "seeds": "-"}
+        elif name in real:
+            r = real[name]
+            row |= {"real E2E SER % [95%]": iv(*r.ser[:3], scale=100), "real E2E BLEU [95%]": iv(*r.bleu[:3]),
+                    "seeds": r.ser.n}
+        else:
+            row |= {"real E2E SER % [95%]": "not run", "real E2E BLEU [95%]": "not run", "seeds": 0}
+        rows.append(row)
+    return format_table(rows, digits=1)
+
+
+def provenance_line(out: str | Path = RESULTS_DIR) -> str:
+    """Where the committed real-E2E numbers come from, in one line (or how to make them)."""
+    base, table = load_results(out)
+    if base is None or not table:
+        return f"No real-E2E runs are committed in {Path(out).relative_to(REPO_ROOT)}: `make real-e2e` makes them."
+    p = base["provenance"]
+    return (f"Real E2E: {base['base_model']}, E2E's dev set split by MR ({base['n_mrs']} test MRs), "
+            f"{', '.join(f'{r.name} x{r.ser.n}' for r in table)} seeds; {p['machine']}, {p['date'][:10]}, "
+            f"commit {p['commit'][:7]} (results/real-e2e/, scripts/real_e2e.py).")
+
