@@ -237,9 +237,9 @@ def _title_and_time(nb: dict) -> tuple[str, str]:
     intro = _without_badge(_source(nb["cells"][0]))
     heading = next((line for line in intro.splitlines() if line.startswith("# ")), "# ?")
     title = re.sub(r"^#\s*\d+\s*[·:.-]?\s*", "", heading).strip()
-    # up to a full stop, bracket or comma; the Chinese edition's **时间：** too
-    time = re.search(r"\*\*(?:Time|时间|用时)[:：]?\*\*[:：]?\s*([^.。*(（;；,，\n]+)", intro)
-    return title, time.group(1).strip() if time else "—"
+    time = (re.search(r"\*\*Time:?\*\*:?\s*([^.*(;,\n]+)", intro)  # up to a full stop, bracket or comma
+            or re.search(r"\*\*(?:时间|用时)：?\*\*：?\s*([^。*；，\n]+)", intro))  # the zh edition's, up to 。；，
+    return title, re.sub(r"（[^）]*$|\([^)]*$", "", time.group(1)).strip() if time else "—"  # an unclosed bracket cut
 
 
 def _table_rows(readme: str) -> dict[str, list[str]]:
