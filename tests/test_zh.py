@@ -83,11 +83,10 @@ def test_an_edited_english_cell_fails_the_check_naming_notebook_cell_and_first_c
     notebook.write_text(zh.dumps(nb))
 
     problems = zh.cell_problems(_nb(notebook), notebook.name, zh.load_translation(notebook, i18n))
-    new_sha = zh.sha(zh.source_of(cell))
     assert problems == {cell["id"]: (
         f"03_lora.ipynb: cell {cell['id']}: stale, the English changed since it was translated, first at line 3: "
-        f"was {was!r}, now 'An English sentence an author edited.'; fix zh, then set en to the current English and "
-        f"en_sha to {new_sha}")}
+        f"was {was!r}, now 'An English sentence an author edited.'; fix zh, then `python scripts/zh.py accept "
+        f"03_lora.ipynb {cell['id']}`")}
     with pytest.raises(zh.StaleTranslationError) as err:
         zh.build_notebook(notebook, i18n=i18n)
     assert problems[cell["id"]] in str(err.value) and "--allow-stale" in str(err.value)
@@ -97,6 +96,21 @@ def test_an_edited_english_cell_fails_the_check_naming_notebook_cell_and_first_c
     assert warnings == [f"warning: {problems[cell['id']]} (kept in English)"]
     kept = next(c for c in built["cells"] if c["id"] == cell["id"])
     assert kept["source"] == cell["source"], "--allow-stale keeps the English cell"
+
+
+def test_accept_marks_a_fixed_translation_current_and_refuses_an_unknown_cell(tmp_path):
+    notebook, i18n = _translated_copy(tmp_path)
+    nb = _nb(notebook)
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    cell["source"].append("\nOne more English line.")
+    notebook.write_text(zh.dumps(nb))
+    assert list(zh.cell_problems(nb, notebook.name, zh.load_translation(notebook, i18n))) == [cell["id"]]
+    before = zh.translation_path(notebook, i18n).read_text()
+    with pytest.raises(ValueError, match="cell nope1234 is not a translated markdown cell"):
+        zh.accept(notebook, [cell["id"], "nope1234"], i18n)
+    assert zh.translation_path(notebook, i18n).read_text() == before, "a refused accept changed the file"
+    zh.accept(notebook, [cell["id"]], i18n)
+    assert zh.cell_problems(nb, notebook.name, zh.load_translation(notebook, i18n)) == {}
 
 
 def test_missing_untranslated_and_orphan_entries_are_named(tmp_path):

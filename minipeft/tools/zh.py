@@ -27,6 +27,7 @@ notebook, the cell id and the first changed line; ``--allow-stale`` builds anywa
 with a warning (a preview, never to commit: the tests compare the committed notebooks with a strict build).
 
     python scripts/zh.py update   # add entries for new English cells, refresh en/en_sha where zh is still empty
+    python scripts/zh.py accept 03_lora.ipynb f8cb7e02   # after fixing a stale cell's zh: en/en_sha to the English
     python scripts/zh.py build    # notebooks/zh/*.ipynb and README.zh.md's course table (make zh)
     python scripts/zh.py check    # tests/test_zh.py's checks: staleness, built = committed, glossary, faithfulness
 """
@@ -134,6 +135,23 @@ def update(notebook: Path) -> Path:
     return path
 
 
+def accept(notebook: Path, cell_ids: list[str], i18n: Path = I18N) -> Path:
+    """Mark the translations of ``cell_ids`` as made from the current English (``en``, ``en_sha``): run it after
+    fixing their ``zh`` for an English edit. An unknown id or an empty ``zh`` is refused, the file left as it was."""
+    translation = load_translation(notebook, i18n)
+    entries = {entry["id"]: entry for entry in translation["cells"]}
+    english = {cell["id"]: source_of(cell) for cell in markdown_cells(notebook)}
+    for cell_id in cell_ids:
+        if cell_id not in english or cell_id not in entries or not (entries[cell_id].get("zh") or "").strip():
+            raise ValueError(f"{notebook.name}: cell {cell_id} is not a translated markdown cell of the English "
+                             f"notebook; nothing accepted (python scripts/zh.py check lists the cells)")
+    for cell_id in cell_ids:
+        entries[cell_id].update(en_sha=sha(english[cell_id]), en=english[cell_id])
+    path = translation_path(notebook, i18n)
+    path.write_text(dump_translation(translation), encoding="utf-8")
+    return path
+
+
 def english_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
     """The English notebooks, ``notebooks/NN_*.ipynb`` (not the ones in notebooks/zh/)."""
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -167,8 +185,8 @@ def cell_problems(nb: dict, name: str, translation: dict) -> dict[str, str]:
                                     f"translate it")
         elif entry.get("en_sha") != sha(text):
             problems[cell["id"]] = (f"{where}: stale, the English changed since it was translated, first at "
-                                    f"{first_change(entry.get('en') or '', text)}; fix zh, then set en to the "
-                                    f"current English and en_sha to {sha(text)}")
+                                    f"{first_change(entry.get('en') or '', text)}; fix zh, then `python scripts/zh.py "
+                                    f"accept {name} {cell['id']}`")
         elif not (entry.get("zh") or "").strip():
             problems[cell["id"]] = f"{where}: not translated (zh is empty)"
     ids = {cell["id"] for cell in english}
@@ -330,8 +348,9 @@ def check(i18n: Path = I18N) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["update", "build", "check"])
-    parser.add_argument("notebooks", nargs="*", help="update: notebook files (default: every notebooks/NN_*.ipynb)")
+    parser.add_argument("command", choices=["update", "accept", "build", "check"])
+    parser.add_argument("notebooks", nargs="*", help="update: notebook files (default: every notebooks/NN_*.ipynb); "
+                                                     "accept: one notebook's file name, then cell ids")
     parser.add_argument("--allow-stale", action="store_true",
                         help="build: keep untranslated or stale cells in English (a warning each) instead of refusing")
     parser.add_argument("--i18n", type=Path, default=I18N,
@@ -341,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = [Path(n) for n in args.notebooks] or english_notebooks()
         for nb in notebooks:
             print(update(nb).relative_to(REPO_ROOT))
+        return 0
+    if args.command == "accept":
+        if len(args.notebooks) < 2:
+            parser.error("accept needs a notebook and at least one cell id: accept 03_lora.ipynb f8cb7e02")
+        try:
+            print(accept(NOTEBOOKS / Path(args.notebooks[0]).name, args.notebooks[1:]).relative_to(REPO_ROOT))
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 1
         return 0
     if args.command == "build":
         try:
