@@ -103,10 +103,16 @@ def translation_path(notebook: Path, folder: Path = I18N) -> Path:
 
 
 def load_translation(notebook: Path, folder: Path = I18N) -> dict:
+    """The translation file of ``notebook`` (none yet, or an empty file: no cells). Raises ValueError, naming the
+    file, when it is not a mapping with a list of cells."""
     path = translation_path(notebook, folder)
-    if not path.is_file():
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if data is None:
         return {"notebook": notebook.name, "cells": []}
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("cells") or [], list):
+        raise ValueError(f"{path}: not a translation file (a mapping with notebook: and a list of cells:); "
+                         f"`python scripts/zh.py update` writes one")
+    return data
 
 
 def dump_translation(data: dict) -> str:
