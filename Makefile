@@ -67,8 +67,10 @@ timings: setup
 
 # Regenerate the outputs stored in the notebooks: each run top to bottom in the cpu profile (MINIPEFT_PROFILE
 # picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
+# Then the Chinese edition (make zh) copies the new outputs.
 outputs: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
+	.venv/bin/python scripts/zh.py build
 
 # minipeft's LoRA and prefix-tuning against peft's: step time, memory, parameter counts (benchmarks/; minutes on a
 # CPU, the numbers depend on the machine). tests/test_benchmarks.py runs both at tiny sizes in `make test`.
@@ -127,9 +129,11 @@ cache-check: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python -m minipeft.tools.cache_offline --check
 
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository, and embed
-# each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too.
+# each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too. Then the Chinese
+# edition (make zh), whose notebooks copy those cells and carry their own badges.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
+	.venv/bin/python scripts/zh.py build
 
 # By hand, with internet: every badge's notebook and the install cell's clone address exist. Offline it prints "not
 # checked" and fails; CI never calls it.
