@@ -136,7 +136,8 @@ def test_the_build_replaces_only_markdown_fills_placeholders_relinks_and_is_dete
     notebook, i18n = _translated_copy(tmp_path)
     translation = zh.load_translation(notebook, i18n)
     links = "\n见 [设置](../docs/setup.md)、[笔记本 01](01_why_finetune.ipynb#x) 和 [本篇](03_lora.ipynb)。"
-    translation["cells"][1]["zh"] += links
+    snippets = "\n\n`layers[0](hidden)` 与\n\n```python\nout = blocks[1](x)\n```\n"
+    translation["cells"][1]["zh"] += snippets + links
     zh.translation_path(notebook, i18n).write_text(zh.dump_translation(translation))
     english, built = _nb(notebook), zh.build_notebook(notebook, i18n=i18n)
     assert zh.same_code_problems(english, built, notebook.name) == []
@@ -146,7 +147,7 @@ def test_the_build_replaces_only_markdown_fills_placeholders_relinks_and_is_dete
     assert intro.startswith("[![在 Colab 中打开") and f"]({url})\n" in intro
     assert zh.ZH_STAMP_LABEL in intro and "Stored outputs" not in intro and "{{" not in intro
     second = "".join(next(c for c in built["cells"] if c["id"] == translation["cells"][1]["id"])["source"])
-    assert second.endswith(links.replace("../docs", "../../docs").replace("(01_", "(../01_").lstrip("\n"))
+    assert second.endswith(snippets + links.replace("../docs", "../../docs").replace("(01_", "(../01_")), second
 
     code = next(c for c in built["cells"] if c["cell_type"] == "code" and c["outputs"])
     code["outputs"] = []

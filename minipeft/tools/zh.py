@@ -65,6 +65,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 # A link's or image's target: markdown ](target) and HTML src="target" / href="target".
 LINK_TARGET = re.compile(r"(?P<head>\]\(|\b(?:src|href)=[\"'])(?P<target>[^)\s\"']+)")
+_CODE = re.compile(r"(^```.*?^```|`[^`]+`)", re.MULTILINE | re.DOTALL)  # fenced blocks and inline spans
 _NOT_RELATIVE = re.compile(r"^(?:[a-zA-Z][\w+.-]*:|#|/|\{\{)")  # a scheme (https:, attachment:), an anchor, absolute
 
 
@@ -230,7 +231,9 @@ def render(zh: str, english: str, name: str, built: set[str]) -> str:
     stamp = STAMP.search(english)
     text = zh.replace("{{colab_badge}}", badge(f"{ZH_DIR}/{name}", REPO_ROOT, "zh"))
     text = text.replace("{{stored_outputs}}", zh_stamp(stamp.group(0)) if stamp else "")
-    return LINK_TARGET.sub(lambda found: found["head"] + relink(found["target"], built), text)
+    pieces = _CODE.split(text)  # odd pieces are code, left as they are
+    return "".join(piece if i % 2 else LINK_TARGET.sub(lambda found: found["head"] + relink(found["target"], built),
+                                                       piece) for i, piece in enumerate(pieces))
 
 
 def build_notebook(notebook: Path, allow_stale: bool = False, warn: Callable[[str], object] = print,
