@@ -270,7 +270,6 @@ def dumps(nb: dict) -> str:
 def build(allow_stale: bool = False, warn: Callable[[str], object] = print, i18n: Path = I18N) -> list[Path]:
     """Every zh notebook into notebooks/zh/ (only those that changed are written; a zh notebook without an English
     one and a translation is removed), then README.zh.md's course table; returns the files written or removed."""
-    ZH_NOTEBOOKS.mkdir(exist_ok=True)
     sources, built, refused = translated_notebooks(NOTEBOOKS, i18n), [], []
     for path in sources:
         try:
@@ -279,6 +278,7 @@ def build(allow_stale: bool = False, warn: Callable[[str], object] = print, i18n
             refused.append(str(err))
     if refused:  # every notebook's problems at once, and no file touched
         raise StaleTranslationError("\n".join(refused))
+    ZH_NOTEBOOKS.mkdir(exist_ok=True)
     changed = []
     for path, text in built:  # written only once every notebook has built: a refusal leaves all files as they were
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -341,7 +341,11 @@ def check(i18n: Path = I18N) -> list[str]:
     terms, problems = read_glossary(), []
     for notebook in translated_notebooks(NOTEBOOKS, i18n):
         nb = json.loads(notebook.read_text(encoding="utf-8"))
-        translation = load_translation(notebook, i18n)
+        try:
+            translation = load_translation(notebook, i18n)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
         problems += cell_problems(nb, notebook.name, translation).values()
         problems += translation_file_problems(notebook.name, translation)
         problems += glossary_problems(notebook.name, translation, terms)
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         try:
             changed = build(args.allow_stale, lambda line: print(line, file=sys.stderr), args.i18n)
-        except StaleTranslationError as err:
+        except ValueError as err:  # a stale translation (StaleTranslationError) or a malformed file
             print(err, file=sys.stderr)
             return 1
         for path in changed:
