@@ -280,3 +280,20 @@ def test_the_chinese_schedules_are_the_english_ones_row_for_row():
             assert ("pre-run" in en_row[2]) == ("提前运行" in zh_row[2]), f"{en_row[0]}: the pre-run mark"
             missing = set(re.findall(r"\d+", " ".join(en_row[1:]))) - set(re.findall(r"\d+", " ".join(zh_row[1:])))
             assert not missing, f"{en_row[0]}: numbers {sorted(missing)} of the English row are not in the Chinese"
+
+
+def test_colab_check_also_fetches_the_zh_notebooks_badges(tmp_path):
+    from minipeft.tools import colab_check
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.urls]\nRepository = '
+                                             '"https://github.com/someone/course"\n')
+    (tmp_path / "notebooks" / "zh").mkdir(parents=True)
+    for path in ("notebooks/00_intro.ipynb", "notebooks/zh/00_intro.ipynb"):
+        (tmp_path / path).write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    fetched = []
+    with redirect_stdout(out := io.StringIO()):
+        assert colab_check.main([], tmp_path, reachable=lambda: True, exists=lambda url: fetched.append(url) or True,
+                                has_ref=lambda url, ref: True) == 0
+    raw = "https://raw.githubusercontent.com/someone/course/main/notebooks/"
+    assert fetched == [f"{raw}00_intro.ipynb", f"{raw}zh/00_intro.ipynb"]
+    assert "all 2 badges answer" in out.getvalue()
