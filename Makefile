@@ -2,7 +2,7 @@
 # pyproject.toml). `make` alone prints the help below: every target, one line, its typical time (where each time comes
 # from: docs/setup.md; tests/test_newcomer.py checks that every target is listed).
 .PHONY: help course test setup lint solutions answer-key timings outputs cache cache-check colab colab-check slides \
-	figures browser gpu-dry gpu-check bench forgetting-lab ladder real-e2e
+	slides-zh zh figures browser gpu-dry gpu-check bench forgetting-lab ladder real-e2e
 .DEFAULT_GOAL := help
 
 define HELP
@@ -19,6 +19,8 @@ time, then skipped in well under a second while .venv matches pyproject.toml. Ti
   timings         time every notebook (ci; MINIPEFT_PROFILE=cpu too)      about 3 min in ci, 2 hours in cpu
   outputs         re-run and store every notebook's outputs (cpu)         about 2 hours
   slides          one reveal.js deck per notebook, artifacts/slides/      about 5 s
+  slides-zh       the same for the Chinese edition, artifacts/slides/zh/  about 5 s
+  zh              the Chinese edition: notebooks/zh/, README.zh.md table  seconds
   figures         redraw the diagrams, docs/figures/*.svg                 seconds
   colab           rewrite badges, install cells, README course table      seconds
   colab-check     do the badges' notebooks exist online? (internet)       seconds; "not checked" offline
@@ -66,8 +68,10 @@ timings: setup
 
 # Regenerate the outputs stored in the notebooks: each run top to bottom in the cpu profile (MINIPEFT_PROFILE
 # picks another), offline, and stamped with the profile, base model, machine and date. Slow: see docs/instructors.md.
+# Then the Chinese edition (make zh) copies the new outputs.
 outputs: setup
 	MINIPEFT_PROFILE=$${MINIPEFT_PROFILE:-cpu} .venv/bin/python scripts/store_outputs.py $(NOTEBOOKS)
+	.venv/bin/python scripts/zh.py build
 
 # minipeft's LoRA and prefix-tuning against peft's: step time, memory, parameter counts (benchmarks/; minutes on a
 # CPU, the numbers depend on the machine). tests/test_benchmarks.py runs both at tiny sizes in `make test`.
@@ -106,6 +110,17 @@ gpu-check: setup
 slides: setup
 	.venv/bin/python scripts/build_slides.py
 
+# The Chinese edition's decks, from notebooks/zh/ (make zh) into artifacts/slides/zh/, reveal.js beside them the same.
+slides-zh: setup
+	.venv/bin/python scripts/build_slides.py --lang zh
+
+# The Chinese edition (中文版): notebooks/zh/*.ipynb built from the English notebooks and the translations in
+# i18n/zh/*.yml (code and outputs copied), and README.zh.md's course table. Refuses a stale or missing translation,
+# naming notebook, cell and the first changed line (ARGS="--allow-stale" keeps those cells in English, a preview).
+# python scripts/zh.py check runs the checks of tests/test_zh.py.
+zh: setup
+	.venv/bin/python scripts/zh.py build $(ARGS)
+
 # The course's diagrams, drawn by matplotlib into docs/figures/*.svg (committed; tests/test_figures.py compares them).
 # Then `make colab` embeds the new drawings in the notebooks.
 figures: setup
@@ -120,9 +135,11 @@ cache-check: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python -m minipeft.tools.cache_offline --check
 
 # Regenerate the Colab badges, install cells and README course table from pyproject.toml's Repository, and embed
-# each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too.
+# each diagram (docs/figures/*.svg) in the markdown cell that shows it, so Colab shows it too. Then the Chinese
+# edition (make zh), whose notebooks copy those cells and carry their own badges.
 colab: setup
 	.venv/bin/python scripts/sync_notebooks.py
+	.venv/bin/python scripts/zh.py build
 
 # By hand, with internet: every badge's notebook and the install cell's clone address exist. Offline it prints "not
 # checked" and fails; CI never calls it.

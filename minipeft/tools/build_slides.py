@@ -7,6 +7,7 @@ cells (JupyterLab: the property inspector, "Cell Tags").
 
     python scripts/build_slides.py                   # every notebook -> artifacts/slides/<notebook>.slides.html
     python scripts/build_slides.py --out DIR 03_lora.ipynb
+    python scripts/build_slides.py --lang zh         # the Chinese edition, notebooks/zh/ -> artifacts/slides/zh/
 
 The decks work offline: reveal.js (5.2, MIT) comes from the PyPI wheel of ``sphinx-revealjs``, downloaded once with
 ``pip download --no-deps`` (never installed; set-up does it) into ``data/cache/reveal.js/`` and copied beside the
@@ -33,9 +34,11 @@ import nbformat
 from jinja2 import DictLoader
 
 from minipeft.paths import CACHE_DIR, REPO_ROOT
+from minipeft.tools.zh import ZH_NOTEBOOKS, ZH_STAMP_LABEL
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 OUT = REPO_ROOT / "artifacts" / "slides"
+FOLDERS = {"en": (NOTEBOOKS, OUT), "zh": (ZH_NOTEBOOKS, OUT / "zh")}  # per language: notebooks, decks
 TAG = "slides"
 REVEAL_WHEEL = "sphinx-revealjs==3.2.1"  # its wheel carries reveal.js 5.2.0 (MIT), dist/ and plugin/
 REVEAL_IN_WHEEL = "sphinx_revealjs/_static/revealjs/"
@@ -69,7 +72,7 @@ Reveal.on("slidechanged", function () {
 {% endblock footer_js %}
 """
 _OFF_SLIDES = re.compile(r"^(?:\[!\[[^\]]*\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\).*"
-                         r"|\*\*Stored outputs:\*\*.*)\n?", re.MULTILINE)
+                         rf"|\*\*Stored outputs:\*\*.*|{re.escape(ZH_STAMP_LABEL)}.*)\n?", re.MULTILINE)
 
 
 class RevealMissingError(RuntimeError):
@@ -128,6 +131,7 @@ def build(notebook: Path, out_dir: Path, reveal_prefix: str | None = None) -> tu
                               extra_loaders=[DictLoader({"offline.html.j2": TEMPLATE})],
                               template_file="offline.html.j2")
     exporter.reveal_url_prefix = reveal_prefix or REVEAL_LOCAL
+    exporter.language_code = "zh" if notebook.parent.name == "zh" else "en"  # <html lang>: fonts, screen readers
     exporter.reveal_theme = "white"  # its fonts ship with reveal.js (nbconvert's default, simple, fetches Google's)
     if not reveal_prefix:
         shutil.copytree(fetch_reveal(), out_dir / REVEAL_LOCAL, dirs_exist_ok=True)
@@ -152,19 +156,27 @@ def build_all(paths: list[Path], out: Path, reveal_prefix: str | None = None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebook file names (default: every notebook)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT.relative_to(REPO_ROOT)})")
+    parser.add_argument("--lang", choices=sorted(FOLDERS), default="en",
+                        help="zh: the Chinese edition's notebooks (notebooks/zh/, built by make zh)")
+    parser.add_argument("--out", type=Path, help=f"output folder (default: {OUT.relative_to(REPO_ROOT)}, "
+                                                 f"{FOLDERS['zh'][1].relative_to(REPO_ROOT)} for zh)")
     parser.add_argument("--reveal-prefix", help=f"where the decks load reveal.js from (default: a copy in "
                                                 f"<out>/{REVEAL_LOCAL}, from data/cache/reveal.js)")
     parser.add_argument("--fetch-reveal", action="store_true", help="only fetch reveal.js into the cache")
     args = parser.parse_args(argv)
-    paths = [NOTEBOOKS / name for name in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks, out = FOLDERS[args.lang]
+    paths = [notebooks / name for name in args.notebooks] or sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     try:
         if args.fetch_reveal:
             target = fetch_reveal()
             shown = target.relative_to(REPO_ROOT) if target.is_relative_to(REPO_ROOT) else target
             print(f"slides: reveal.js in {shown}")
             return 0
-        return build_all(paths, args.out, args.reveal_prefix)
+        if not paths:
+            shown = notebooks.relative_to(REPO_ROOT)
+            print(f"slides: no notebook in {shown}/ (for zh: make zh first)", file=sys.stderr)
+            return 1
+        return build_all(paths, args.out or out, args.reveal_prefix)
     except RevealMissingError as err:  # one line, saying what to do
         print(f"slides: {err}", file=sys.stderr)
         return 1

@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT, reachable: Calla
               "is internet.")
         return 1
     notebooks = sorted(path.name for path in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks += sorted(f"{sync.ZH_DIR}/{path.name}" for path in (root / "notebooks" / sync.ZH_DIR).glob(
+        "[0-9][0-9]_*.ipynb"))  # the Chinese edition's badges
     missing = []
     if not has_ref(url, ref):
         missing.append(f"clone address {url} has no branch or tag {ref!r} (or is not a public repository)")
