@@ -252,15 +252,25 @@ class MatchedSize:
     evidence: Evidence
 
 
-def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], int]) -> MatchedSize | None:
+def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], int], min_seeds: int | None = None
+                                ) -> MatchedSize | None:
     """From the forgetting lab's runs: each setting's best task loss (:func:`~minipeft.forgetting.findings.
     best_task_loss`: the mean over seeds at its best rate), the task loss both methods reach (the higher of the two
     methods' best), and for each method the setting that reaches it keeping the fewest parameters
-    (``kept(record)``). None if either method has no runs."""
-    from .forgetting.findings import best_task_loss, runs_of
+    (``kept(record)``). Only settings with ``min_seeds`` seeds at every rate count (default: the lab's
+    :data:`~minipeft.forgetting.findings.MIN_SEEDS`, as its forgetting verdicts need): a best loss from fewer seeds
+    is too uncertain to say which setting "reaches" a level. None if either method has no such setting."""
+    from .forgetting.findings import MIN_SEEDS, best_task_loss, runs_of
     from .forgetting.lab import setting_name
 
-    settings = {m: sorted({setting_name(r) for r in records if r["method"] == m}) for m in ("prefix", "lora")}
+    def complete(setting: str) -> bool:
+        seeds: dict[float, set[int]] = {}
+        for r in runs_of(records, setting):
+            seeds.setdefault(r["lr"], set()).add(r["seed"])
+        return min(map(len, seeds.values())) >= (MIN_SEEDS if min_seeds is None else min_seeds)
+
+    settings = {m: sorted(s for s in {setting_name(r) for r in records if r["method"] == m} if complete(s))
+                for m in ("prefix", "lora")}
     if not all(settings.values()):
         return None
     best = {s: best_task_loss(records, s)[1].mean for m in settings for s in settings[m]}

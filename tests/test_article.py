@@ -242,13 +242,28 @@ def test_matched_loss_picks_each_methods_smallest_setting_that_gets_there():
     def kept(record: dict) -> int:
         return 1000 * record["r"] if record["method"] == "lora" else 5000
 
-    matched = fewest_kept_at_matched_loss(records, kept)
+    matched = fewest_kept_at_matched_loss(records, kept, min_seeds=1)
     assert math.isclose(matched.level, 0.51)  # the prefix's best (mean of two seeds); LoRA gets lower
     assert (matched.prefix_setting, matched.lora_setting) == ("prefix P=10", "lora r=1 qv")
     assert (matched.evidence.prefix.mean, matched.evidence.lora.mean) == (5000, 1000)
     slow_r1 = [r for r in records if r.get("r") != 1] + [lab_record("lora", 1, 1e-3, 0.60)]
-    assert fewest_kept_at_matched_loss(slow_r1, kept).lora_setting == "lora r=8 qv"  # r=1 never reaches 0.51
-    assert fewest_kept_at_matched_loss([r for r in records if r["method"] != "prefix"], kept) is None
+    assert fewest_kept_at_matched_loss(slow_r1, kept, min_seeds=1).lora_setting == "lora r=8 qv"  # r=1: not 0.51
+    assert fewest_kept_at_matched_loss([r for r in records if r["method"] != "prefix"], kept, min_seeds=1) is None
+
+
+def test_matched_loss_counts_only_settings_with_enough_seeds_at_every_rate():
+    three = [lab_record(m, size, lr, loss + 0.01 * seed, seed) for seed in range(3)
+             for m, size, lr, loss in (("prefix", 10, 1e-3, 0.50), ("prefix", 10, 1e-2, 0.70),
+                                       ("lora", 8, 1e-3, 0.40), ("lora", 8, 1e-2, 0.90))]
+    one_seed_r1 = [lab_record("lora", 1, 1e-3, 0.45)]  # smaller, and good enough, but one seed only
+
+    def kept(record: dict) -> int:
+        return 1000 * record["r"] if record["method"] == "lora" else 5000
+
+    assert fewest_kept_at_matched_loss(three + one_seed_r1, kept).lora_setting == "lora r=8 qv"  # r=1 not counted
+    assert fewest_kept_at_matched_loss(three + one_seed_r1, kept, min_seeds=1).lora_setting == "lora r=1 qv"
+    thin_prefix = [r for r in three if not (r["method"] == "prefix" and r["lr"] == 1e-2 and r["seed"] == 2)]
+    assert fewest_kept_at_matched_loss(thin_prefix, kept) is None  # a rate of the prefix's one setting has 2 seeds
 
 
 def test_the_figure_draws_every_row_with_its_verdict():
