@@ -124,7 +124,16 @@ def _partner(slot: str, value: str) -> str | None:
     return pairs.get(value) or next((k for k, v in pairs.items() if v == value), None)
 
 
+# A rating said in words ("rated moderate by customers", "a moderate customer rating") does not state a price;
+# a word about price ("highly-rated mid-priced") stays.
+_WORD = r"(?![\w-]*pric)[\w-]+"
+RATING_PHRASE = re.compile(rf"\brat(ed|ing|ings)( is| of| as)?( very)? {_WORD}"
+                           rf"|\b{_WORD} (customer )?(ratings?|reviews?)\b", _I)
+
+
 def _found(slot: str, value: str, text: str) -> bool:
+    if slot == "priceRange":
+        text = RATING_PHRASE.sub(" _ ", text)
     if slot == "familyFriendly" and value == "yes":  # "not family-friendly" contains "family-friendly"
         return bool(re.search(VALUE_PATTERNS[slot]["yes"], text, _I)) and not _found(slot, "no", text)
     return bool(re.search(VALUE_PATTERNS[slot][value], text, _I))

@@ -69,6 +69,18 @@ def test_restaurant_is_generic_and_numbers_have_partner_words():
         "priceRange": "wrong", "customer rating": "wrong"}
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # A price word said of the rating states no price (notebook 02's prefix wrote this; E2E's humans write it too)
+    ("Willow Tree is rated high by customers and is rated moderate by customers.", {"priceRange": "missing"}),
+    ("Willow Tree has a high rating and a moderate customer rating.", {"priceRange": "missing"}),
+    ("Willow Tree is a highly rated, moderately priced place.", {}),
+    ("Willow Tree is a highly-rated mid-priced place.", {}),
+    ("Willow Tree is a moderate place with high ratings.", {}),
+])
+def test_a_rating_in_words_is_not_a_price(text, expected):
+    assert slot_errors("name[Willow Tree], priceRange[moderate], customer rating[high]", text) == expected
+
+
 def test_slot_error_rate_counts_over_all_slots():
     mrs = ["name[A], food[French]", "name[B], area[riverside], familyFriendly[yes]"]
     assert slot_error_rate(mrs, ["A serves French food.", "B is by the river and kid friendly."]) == 0
