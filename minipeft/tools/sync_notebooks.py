@@ -238,7 +238,7 @@ def _title_and_time(nb: dict) -> tuple[str, str]:
     heading = next((line for line in intro.splitlines() if line.startswith("# ")), "# ?")
     title = re.sub(r"^#\s*\d+\s*[·:.-]?\s*", "", heading).strip()
     time = (re.search(r"\*\*Time:?\*\*:?\s*([^.*(;,\n]+)", intro)  # up to a full stop, bracket or comma
-            or re.search(r"\*\*(?:时间|用时)：?\*\*：?\s*([^。*；，\n]+)", intro))  # the zh edition's, up to 。；，
+            or re.search(r"\*\*(?:时间|用时)：?\*\*：?\s*([^。*；，（(\n]+)", intro))  # the zh edition's, to 。；，（
     return title, re.sub(r"（[^）]*$|\([^)]*$", "", time.group(1)).strip() if time else "—"  # an unclosed bracket cut
 
 
