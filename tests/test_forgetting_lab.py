@@ -61,7 +61,7 @@ def test_matched_loss_comparison_separates_a_clear_gap_and_repeats():
     lora = _front([(lr, [loss + e for e in noise], [3.0 - 2 * loss + e for e in noise])
                    for lr, loss in ((1e-3, 0.62), (3e-3, 0.48), (1e-2, 0.38))])
     levels = matched_levels(prefix, lora, n=3)
-    assert math.isclose(levels[0], 0.4) and math.isclose(levels[-1], 0.6)
+    assert all(map(math.isclose, levels, (0.45, 0.5, 0.55))), "inside the shared range 0.4-0.6, its ends left out"
     p, q = at_matched_loss(prefix, levels), at_matched_loss(lora, levels)
     assert all(b.below(a) for a, b in zip(p, q))
     assert verdict(p, q) == "not supported"  # "prefix forgets less" where it forgets more everywhere
@@ -214,3 +214,29 @@ def test_format_runs_reads_forgetting_in_nats():
     assert lab.setting_name(record) == "lora r=8 qv"
     line = lab.format_runs([record]).splitlines()[1].split()
     assert line[:4] == ["lora", "r=8", "qv", "0.01"] and line[4:] == ["2", "0.410", "12.5", "+0.250", "-0.250"]
+
+
+def test_the_best_rate_is_the_smaller_of_two_that_tie_in_task_loss():
+    from minipeft.forgetting.findings import best_rate, best_task_loss
+
+    def run(lr, loss, seed=0):
+        return {"method": "lora", "lr": lr, "seed": seed, "steps": 60, "task_loss": loss, "r": 8, "targets": "qv",
+                "length": None, "general_nats_before": {"english": 2.0}, "general_nats_after": {"english": 3.0}}
+
+    records = [run(1e-3, 0.53), run(3.16e-3, 0.42525), run(1e-2, 0.42514), run(3.16e-2, 5.6)]
+    assert best_task_loss(records, "lora r=8 qv")[0] == 1e-2  # the lowest loss, reported as it is
+    assert best_rate(records, "lora r=8 qv") == 3.16e-3  # 0.0001 nats apart: a tie, the smaller rate is picked
+    assert best_rate(records + [run(1e-3, 0.40, seed=1)], "lora r=8 qv") == 3.16e-3  # 1e-3's mean 0.465: no tie
+
+
+def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provisional():
+    from minipeft.forgetting.findings import MatchedComparison
+
+    two = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.45, 0.5], [iv(2.0), iv(1.9)],
+                            [iv(1.4), iv(1.0)], 2, "not settled")
+    assert two.finding() == ("prefix P=10 forgets more at every matched task loss (+1.90 to +2.00 nats against "
+                             "+1.00 to +1.40 for lora r=8 qv, task loss 0.450 to 0.500): \"prefix P=10 forgets less\" "
+                             "is not settled; 2 seed(s) so far, 3 needed for a verdict.")
+    mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
+                              3, "depends on the learning rate")
+    assert "less at 1 of 2 matched task losses" in mixed.finding() and mixed.finding().endswith("learning rate.")

@@ -55,6 +55,24 @@ class MatchedComparison:
     def rows(self) -> list[tuple[float, Interval, Interval]]:
         return list(zip(self.levels, self.claimed, self.other, strict=True))
 
+    def finding(self) -> str:
+        """What the comparison found, in one short sentence: which way the means point at the matched task losses,
+        and the verdict (marked provisional while a rate has fewer than :data:`MIN_SEEDS` seeds)."""
+        if not self.levels:
+            return f"{self.claimed_method} vs {self.other_method}: no common task loss yet."
+        less = sum(c.mean < o.mean for _, c, o in self.rows())
+        way = ("less at every matched task loss" if less == len(self.levels) else
+               "more at every matched task loss" if less == 0 else
+               f"less at {less} of {len(self.levels)} matched task losses")
+
+        def span(xs: list[Interval]) -> str:
+            return f"{min(x.mean for x in xs):+.2f} to {max(x.mean for x in xs):+.2f}"
+
+        gate = "" if self.seeds >= MIN_SEEDS else f"; {self.seeds} seed(s) so far, {MIN_SEEDS} needed for a verdict"
+        return (f"{self.claimed_method} forgets {way} ({span(self.claimed)} nats against {span(self.other)} for "
+                f"{self.other_method}, task loss {self.levels[0]:.3f} to {self.levels[-1]:.3f}): "
+                f"\"{self.claimed_method} forgets less\" is {self.verdict}{gate}.")
+
     def summary(self) -> str:
         """One sentence, every number formatted from the comparison."""
         if not self.levels:
@@ -95,10 +113,23 @@ def best_task_loss(records: Sequence[dict], setting: str) -> tuple[float, Interv
     return best.lr, best.loss
 
 
+def best_rate(records: Sequence[dict], setting: str) -> float:
+    """The rate to pick for ``setting``: of the rates whose mean task loss is within :data:`~minipeft.ladder.RATE_TIE`
+    nats of the lowest, the smallest (``scripts/lr_check.py``'s rule): two rates 0.0001 nats apart are a tie, and
+    the smaller moves the model less."""
+    from ..ladder import RATE_TIE
+
+    front = front_of(records, setting)
+    if not front:
+        raise ValueError(f"No runs of {setting!r}: settings present are {sorted({setting_name(r) for r in records})}.")
+    lowest = min(p.loss.mean for p in front)
+    return min(p.lr for p in front if p.loss.mean <= lowest + RATE_TIE)
+
+
 def live_slice(profile: str | Profile | None, records: Sequence[dict]) -> list[LabRun]:
     """The runs a notebook trains live: on a GPU (not a dry run) the whole main grid; elsewhere each method once,
-    seed 0, at its best rate in ``records`` (the middle of its grid when it has no runs there), so a ``cpu`` run
-    repeats three committed runs and shows they reproduce."""
+    seed 0, at its :func:`best_rate` in ``records`` (the middle of its grid when it has no runs there), so a ``cpu``
+    run repeats three committed runs and shows they reproduce."""
     profile = get_profile(profile)
     scale = lab_scale(profile)
     if profile.name == "gpu" and not profile.dry_run:
@@ -106,7 +137,7 @@ def live_slice(profile: str | Profile | None, records: Sequence[dict]) -> list[L
     runs = []
     for method, setting in MAIN_SETTINGS.items():
         size = next(r for r in main_grid() if r.method == method)
-        lr = best_task_loss(records, setting)[0] if runs_of(records, setting) else RATES[method][1]
+        lr = best_rate(records, setting) if runs_of(records, setting) else RATES[method][1]
         runs.append(LabRun(method, lr, 0, size.r, size.targets, size.length, scale.steps))
     return runs
 

@@ -126,12 +126,14 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 
 
 def matched_levels(a: Sequence[Point], b: Sequence[Point], n: int = 5) -> list[float]:
-    """``n`` task losses, evenly spaced over the range both Pareto fronts span (empty if they do not overlap)."""
+    """``n`` task losses inside the range both Pareto fronts span, evenly spaced with the ends left out (empty if the
+    fronts do not overlap). An end of the range is one front's own end point, which about half of that front's
+    bootstrap replicates do not reach: an interval there would rest on the replicates that happen to reach it."""
     fa, fb = pareto(_means(a)), pareto(_means(b))
     low, high = max(fa[0][0], fb[0][0]), min(fa[-1][0], fb[-1][0])
     if low > high:
         return []
-    return [low] if n == 1 or math.isclose(low, high) else [low + (high - low) * k / (n - 1) for k in range(n)]
+    return [low] if math.isclose(low, high) else [low + (high - low) * (k + 1) / (n + 1) for k in range(n)]
 
 
 def at_matched_loss(front: Sequence[Point], levels: Sequence[float], seed: int = 0) -> list[Interval]:
