@@ -160,11 +160,11 @@ def test_every_stored_outputs_stamp_is_rendered_in_chinese_and_an_unreadable_one
     assert all(stamps), "a notebook lacks its stored-outputs stamp"
     for stamp in stamps:
         line = zh.zh_stamp(stamp.group(0))
-        assert line.startswith(f"{zh.ZH_STAMP_LABEL} `cpu` 配置档，`") and "个 CPU 核心" in line, line
+        assert line.startswith(f"{zh.ZH_STAMP_LABEL}`cpu` 配置档，`") and "个 CPU 核心" in line, line
         assert re.search(r"，2026 年 12 月 \d{1,2} 日，运行 \d+ 分钟。", line), line
     gpu = zh.zh_stamp("**Stored outputs:** the `gpu` profile on `gpt2`, Tesla T4, 7 January 2027, 22 min to run. "
                       "`make outputs` ...")
-    assert gpu.startswith(f"{zh.ZH_STAMP_LABEL} `gpu` 配置档，`gpt2`，Tesla T4，2027 年 1 月 7 日，运行 22 分钟。")
+    assert gpu.startswith(f"{zh.ZH_STAMP_LABEL}`gpu` 配置档，`gpt2`，Tesla T4，2027 年 1 月 7 日，运行 22 分钟。")
     odd = "**Stored outputs:** by hand, some day."
     assert zh.zh_stamp(odd) == odd
 

@@ -54,7 +54,7 @@ I18N = REPO_ROOT / "i18n" / "zh"
 BADGE = re.compile(r"^\[!\[Open In Colab.*$", re.MULTILINE)
 STAMP = re.compile(r"^\*\*Stored outputs:\*\*.*$", re.MULTILINE)  # store_outputs.STAMP
 PLACEHOLDERS = {"colab_badge": BADGE, "stored_outputs": STAMP}
-ZH_STAMP_LABEL = "**存储的输出：**"  # the Chinese stamp's start (build_slides keeps it off the slides)
+ZH_STAMP_LABEL = "**存储的输出**："  # the Chinese stamp's start (build_slides keeps it off the slides)
 # store_outputs.stamp(): "**Stored outputs:** the `cpu` profile on `smollm2-135m`, <machine>, 6 December 2026,
 # 17 min to run. ..."
 _STAMP_FIELDS = re.compile(r"^\*\*Stored outputs:\*\* the `(?P<profile>[^`]+)` profile on `(?P<model>[^`]+)`, "
@@ -209,9 +209,9 @@ def zh_stamp(line: str) -> str:
     if not found or found["month"] not in MONTHS:
         return line
     cpu = _CPU_MACHINE.match(found["machine"])
-    machine = f"{cpu['cores']} 个 CPU 核心 ({cpu['arch']})，无 GPU" if cpu else found["machine"]
+    machine = f"{cpu['cores']} 个 CPU 核心（{cpu['arch']}），无 GPU" if cpu else found["machine"]
     month = MONTHS.index(found["month"]) + 1
-    return (f"{ZH_STAMP_LABEL} `{found['profile']}` 配置档，`{found['model']}`，{machine}，"
+    return (f"{ZH_STAMP_LABEL}`{found['profile']}` 配置档，`{found['model']}`，{machine}，"
             f"{found['year']} 年 {month} 月 {found['day']} 日，运行 {found['minutes']} 分钟。"
             f"`make outputs` 可重新生成它们（`python scripts/store_outputs.py`）。")
 
