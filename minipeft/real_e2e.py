@@ -28,8 +28,9 @@ from torch import nn
 
 from .data import Pair, e2e_devset_path, group_by_mr, load_e2e_csv
 from .decode import generate_texts
+from .forgetting.frontier import Interval
 from .forgetting.lab import provenance, write_json
-from .ladder import LadderContext, LadderRun, LadderScale, Rung, rungs, sweep
+from .ladder import NAMES, LadderContext, LadderRun, LadderScale, Rung, rungs, sweep
 from .metrics import bleu, slot_error_rate
 from .paths import REPO_ROOT
 from .profiles import Profile, get_profile
@@ -112,10 +113,10 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
     """Notebook 05's offline scores (``{method name: {"SER", "BLEU"}}``, "untuned" included) next to the committed
     real-E2E measurement (means with 95% intervals over seeds), one row per method."""
     base, table = load_results(out)
-    real = {r.name: r for r in table}
+    real = {NAMES[r.method]: r for r in table}  # by method: a Rung's own name adds LoRA's rank
 
-    def iv(mean: float, low: float, high: float, scale: float = 1) -> str:
-        return f"{mean * scale:.1f} [{low * scale:.1f}, {high * scale:.1f}]"
+    def iv(x: Interval, scale: float = 1) -> str:
+        return f"{x.mean * scale:.1f} [{x.low * scale:.1f}, {x.high * scale:.1f}]"
 
     rows = []
     for name, score in offline.items():
@@ -125,7 +126,7 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
                     "seeds": "-"}
         elif name in real:
             r = real[name]
-            row |= {"real E2E SER % [95%]": iv(*r.ser[:3], scale=100), "real E2E BLEU [95%]": iv(*r.bleu[:3]),
+            row |= {"real E2E SER % [95%]": iv(r.ser, scale=100), "real E2E BLEU [95%]": iv(r.bleu),
                     "seeds": r.ser.n}
         else:
             row |= {"real E2E SER % [95%]": "not run", "real E2E BLEU [95%]": "not run", "seeds": 0}
@@ -140,6 +141,6 @@ def provenance_line(out: str | Path = RESULTS_DIR) -> str:
         return f"No real-E2E runs are committed in {Path(out).relative_to(REPO_ROOT)}: `make real-e2e` makes them."
     p = base["provenance"]
     return (f"Real E2E: {base['base_model']}, E2E's dev set split by MR ({base['n_mrs']} test MRs), "
-            f"{', '.join(f'{r.name} x{r.ser.n}' for r in table)} seeds; {p['machine']}, {p['date'][:10]}, "
+            f"seeds: {', '.join(f'{NAMES[r.method]} {r.ser.n}' for r in table)}; {p['machine']}, {p['date'][:10]}, "
             f"commit {p['commit'][:7]} (results/real-e2e/, scripts/real_e2e.py).")
 
