@@ -98,4 +98,8 @@ def test_frontier_table_and_plot_read_the_runs():
     assert "1 diverged off the axes" in ax.get_title()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prefix P=10", "lora r=8 qv",
                                                                    "prompt control (no training)"]
+    assert len(ax.containers) == 3 and not any(line.get_marker() == "." for line in ax.lines)  # 5 seeds: bars
+    thin = [r for r in records if r["seed"] < 2]  # two seeds a rate: the seeds as dots, no t-bars
+    ax = plot_frontiers(thin, ["prefix P=10", "lora r=8 qv"], ax=plt.figure().gca())
+    assert not ax.containers and sum(line.get_marker() == "." for line in ax.lines) == 3
     plt.close("all")

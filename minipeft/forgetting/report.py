@@ -33,7 +33,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     """Forgetting (nats on ``text``) against task loss, a point per rate with 95% intervals over the seeds, the
     Pareto front of each setting as a line; ``live`` runs as open circles; ``control`` (the prompt control) as a
     dashed line. Runs above ``max_loss`` (diverged) are left off the axes and counted in the title."""
-    from .findings import front_means, front_of
+    from .findings import MIN_SEEDS, front_means, front_of
     from .lab import forgetting_nats, setting_name
 
     ax = ax or plt.gca()
@@ -45,9 +45,13 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
         shown = [p for p in front if p.loss.mean <= max_loss]
         off += len(front) - len(shown)
         for p in shown:
-            ax.errorbar(p.loss.mean, p.forgot.mean, xerr=[[p.loss.mean - p.loss.low], [p.loss.high - p.loss.mean]],
-                        yerr=[[p.forgot.mean - p.forgot.low], [p.forgot.high - p.forgot.mean]], fmt="o", ms=4,
-                        color=colors[setting], capsize=2, lw=1)
+            if len(p.task_loss) >= MIN_SEEDS:
+                ax.errorbar(p.loss.mean, p.forgot.mean, xerr=[[p.loss.mean - p.loss.low], [p.loss.high - p.loss.mean]],
+                            yerr=[[p.forgot.mean - p.forgot.low], [p.forgot.high - p.forgot.mean]], fmt="o", ms=4,
+                            color=colors[setting], capsize=2, lw=1)
+            else:  # a t-interval over one or two seeds says little (t = 12.7 for two): show the seeds themselves
+                ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
+                ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=4)
             ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points", xytext=(4, 3),
                         fontsize=7, color=colors[setting])
         xs, ys = zip(*front_means(front), strict=True) if front else ((), ())
@@ -64,7 +68,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel(f"forgetting on {text} (nats/token; up = forgot more)")
-    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI" + (f"; {off} diverged off the axes" if off else ""),
-                 fontsize=9)
+    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI ({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
+                 + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return ax
