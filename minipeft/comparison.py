@@ -100,7 +100,7 @@ class RowResult:
 
 
 def plot_rows(results: Sequence[RowResult], axes=None):
-    """The table as a figure: one panel per row, prefix-tuning and LoRA side by side on each comparison (bars with
+    """The table as a figure: one panel per row, prefix-tuning and LoRA side by side on each comparison (dots with
     their 95% intervals; lower is better), the article's ratings and the verdict above. Returns the axes."""
     import matplotlib.pyplot as plt
 
@@ -117,19 +117,25 @@ def plot_rows(results: Sequence[RowResult], axes=None):
                     transform=ax.transAxes)
             ax.set_axis_off()
             continue
-        for k, method in enumerate(("prefix", "lora")):
+        for k, method in enumerate(("prefix", "lora")):  # dots, not bars: on a log axis a bar's length means nothing
             values = [getattr(e, method) for e in res.evidence]
-            x = [i + (k - 0.5) * 0.38 for i in range(len(values))]
-            ax.bar(x, [v.mean for v in values], width=0.36, color=METHOD_COLORS[method],
-                   label={"prefix": "prefix-tuning", "lora": "LoRA"}[method],
-                   yerr=[[v.mean - v.low for v in values], [v.high - v.mean for v in values]], capsize=3)
+            x = [i + (k - 0.5) * 0.3 for i in range(len(values))]
+            ax.errorbar(x, [v.mean for v in values], yerr=[[v.mean - v.low for v in values],
+                                                           [v.high - v.mean for v in values]],
+                        fmt="o", ms=7, lw=1.5, capsize=0, color=METHOD_COLORS[method],  # an exact count: no bar
+                        label={"prefix": "prefix-tuning", "lora": "LoRA"}[method])
         ax.set_xticks(range(len(res.evidence)), ["\n".join(textwrap.wrap(e.what, 18)) for e in res.evidence],
                       fontsize=7)
+        ax.set_xlim(-0.6, len(res.evidence) - 0.4)
         ax.set_ylabel(f"{res.evidence[0].unit} (lower is better)", fontsize=8)
         means = [v.mean for e in res.evidence for v in (e.prefix, e.lora) if v.mean > 0]
         if means and max(means) / min(means) > 20:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        else:
+            ax.set_ylim(bottom=0)  # from zero: a 4% gap should look like one
+    drawn = next(ax for ax, res in zip(axes, results, strict=True) if res.evidence)
+    handles, labels = drawn.get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return axes
 
 
