@@ -185,6 +185,18 @@ def test_the_faithfulness_check_names_notebook_cell_and_what_is_missing():
     assert zh_checks.faithfulness_problems("x.ipynb", "abc", en, "") == [], "untranslated: the staleness check's"
 
 
+def test_the_articles_words_survive_translation_character_for_character():
+    claim = "前缀微调由于不改变模型本身的参数,可以有效避免灾难性遗忘。"
+    en = (f"The article: 「其中 A 的维度为 (r, d)」 (*where A is r x d*).\n\n> {claim}\n"
+          ">\n> *Prefix-tuning ... avoids catastrophic forgetting.*")
+    verbatim = f"原文写道：「其中 A 的维度为 (r, d)」。\n\n> {claim}"
+    assert zh_checks.faithfulness_problems("x.ipynb", "abc", en, verbatim) == []
+    tidied = verbatim.replace("为 (r, d)", "为（r, d）").replace("参数,可以", "参数，可以")  # "tidied" punctuation
+    assert zh_checks.faithfulness_problems("x.ipynb", "abc", en, tidied) == [
+        "x.ipynb: cell abc: missing in zh: article quote 其中 A 的维度为 (r, d), article quote "
+        "前缀微调由于不改变模型本身的参数,可以有效避免灾难性遗忘。"]
+
+
 def test_the_glossary_check_rejects_variants_and_wants_the_key_term():
     terms = zh_checks.read_glossary()
     assert zh_checks.Term(("slot error rate", "SER"), ("槽位错误率", "SER"), ("插槽错误率", "槽错误率")) in terms

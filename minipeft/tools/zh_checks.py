@@ -44,6 +44,16 @@ def prose(text: str) -> str:
     return _PLACEHOLDER.sub(" ", _HTML_TAG.sub(" ", _TARGET.sub("](", text)))
 
 
+def _article_quotes(text: str) -> list[str]:
+    """The source article's words in a cell: each 「quote」 and each Chinese line of a blockquote, without the marks.
+    The zh edition quotes them character for character (the English tests check them against the article)."""
+    text = _without_fences(text)
+    inline = re.findall(r"「([^」\n]+)」", text)
+    block = [line.lstrip(">").strip() for line in text.splitlines()
+             if line.startswith(">") and re.search(r"[\u4e00-\u9fff]", line)]
+    return [q for q in inline + block if q]
+
+
 def faithfulness_problems(name: str, cell_id: str, en: str, zh: str) -> list[str]:
     """What the zh of one cell lost from its en: placeholders, code spans, math, link targets, numbers; headings and
     table rows that differ. Empty for an untranslated cell (the staleness check reports those)."""
@@ -60,6 +70,7 @@ def faithfulness_problems(name: str, cell_id: str, en: str, zh: str) -> list[str
     for kind, extract in kinds.items():
         found = set(extract(zh))
         missing += [f"{kind} {item}" for item in dict.fromkeys(extract(en)) if item not in found]
+    missing += [f"article quote {q}" for q in _article_quotes(en) if q not in zh]
     problems = [f"{name}: cell {cell_id}: missing in zh: {', '.join(missing)}"] if missing else []
     en_levels = [len(h) for h in _HEADING.findall(_without_fences(en))]
     zh_levels = [len(h) for h in _HEADING.findall(_without_fences(zh))]
