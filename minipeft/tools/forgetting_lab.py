@@ -10,21 +10,13 @@ provenance (commit, machine, versions, date, wall seconds). The runs: :mod:`mini
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
 from minipeft.forgetting.lab import GRIDS, LAB_DIR, run_sweep
+from minipeft.tools.sweep_cli import parse_sweep_args, sweep_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = sweep_parser(__doc__, LAB_DIR, profile=False)
     parser.add_argument("--grid", choices=sorted(GRIDS), action="append", help="main, rank (default: both)")
-    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    parser.add_argument("--dir", default=str(LAB_DIR), help=f"results folder (default {LAB_DIR})")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_sweep_args(parser, argv)
     run_sweep(tuple(args.grid or GRIDS), args.max_runs, args.dir)
     return 0

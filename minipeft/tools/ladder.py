@@ -11,22 +11,13 @@ the ladder's runs (results/ladder/runs/) use the rate it picks per method. The r
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
 from minipeft.ladder import LADDER_DIR, METHODS, run_ladder
+from minipeft.tools.sweep_cli import parse_sweep_args, sweep_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = sweep_parser(__doc__, LADDER_DIR)
     parser.add_argument("--method", choices=METHODS, action="append", help=f"{', '.join(METHODS)} (default: all)")
-    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    parser.add_argument("--dir", default=str(LADDER_DIR), help=f"results folder (default {LADDER_DIR})")
-    parser.add_argument("--profile", default="cpu", help="cpu (SmolLM2-135M, the committed ladder) or ci (smoke)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_sweep_args(parser, argv)
     run_ladder(args.profile, tuple(args.method or METHODS), args.max_runs, args.dir)
     return 0

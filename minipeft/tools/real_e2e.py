@@ -10,23 +10,14 @@ provenance (commit, machine, versions, date, wall seconds). The measurement: :mo
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
 from minipeft.real_e2e import RESULTS_DIR, run_real_e2e
+from minipeft.tools.sweep_cli import parse_sweep_args, sweep_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = sweep_parser(__doc__, RESULTS_DIR)
     parser.add_argument("--devset", default=None, help="E2E's devset.csv (default: MINIPEFT_E2E_DEVSET or "
                                                        "../shared/data/e2e/devset.csv)")
-    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    parser.add_argument("--dir", default=str(RESULTS_DIR), help=f"results folder (default {RESULTS_DIR})")
-    parser.add_argument("--profile", default="cpu", help="cpu (SmolLM2-135M, the committed results) or ci (smoke)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_sweep_args(parser, argv)
     run_real_e2e(args.profile, args.devset, args.dir, args.max_runs)
     return 0
