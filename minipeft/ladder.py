@@ -206,6 +206,13 @@ def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
         peak[0] = max(peak[0], process.memory_info().rss)
 
 
+def score_sentences(model: nn.Module, ctx: LadderContext) -> dict:
+    """One greedy sentence per test MR, scored: slot error rate, BLEU against every reference, the first sentence."""
+    texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens, progress=False)
+    return {"ser": slot_error_rate(ctx.mrs, texts), "bleu": bleu(texts, ctx.references), "sample": texts[0],
+            "n_mrs": len(ctx.mrs)}
+
+
 def measure(run: LadderRun, ctx: LadderContext) -> dict:
     """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
     start = time.perf_counter()
@@ -227,10 +234,7 @@ def measure(run: LadderRun, ctx: LadderContext) -> dict:
         layer = next(iter(lora_layers(model).values()))
         record |= {"r": layer.r, "alpha": layer.alpha, "scaling": layer.scaling}
     if run.phase == "runs":
-        texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens,
-                               progress=False)
-        record |= {"ser": slot_error_rate(ctx.mrs, texts), "bleu": bleu(texts, ctx.references), "sample": texts[0],
-                   "n_mrs": len(ctx.mrs)}
+        record |= score_sentences(model, ctx)
     record["stored_params"] = stored_parameters(model, run.method)
     record["provenance"] = provenance(ctx.code, time.perf_counter() - start)
     return record

@@ -27,11 +27,9 @@ from pathlib import Path
 from torch import nn
 
 from .data import Pair, e2e_devset_path, group_by_mr, load_e2e_csv
-from .decode import generate_texts
 from .forgetting.frontier import Interval
 from .forgetting.lab import provenance, write_json
-from .ladder import NAMES, LadderContext, LadderRun, LadderScale, Rung, rungs, sweep
-from .metrics import bleu, slot_error_rate
+from .ladder import NAMES, LadderContext, LadderRun, LadderScale, Rung, rungs, score_sentences, sweep
 from .paths import REPO_ROOT
 from .profiles import Profile, get_profile
 from .tables import format_table
@@ -68,10 +66,8 @@ def real_e2e_scale(profile: str | Profile, max_new_tokens: int, max_len: int = 5
 def untuned(ctx: LadderContext) -> dict:
     """The base model scored like a run: validation loss, slot error rate and BLEU of its sentences."""
     start = time.perf_counter()
-    texts = generate_texts(ctx.base, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens, progress=False)
     return {"method": "untuned", "base_model": ctx.base_name, "task_loss": evaluate_loss(ctx.base, ctx.val_loader),
-            "ser": slot_error_rate(ctx.mrs, texts), "bleu": bleu(texts, ctx.references), "n_mrs": len(ctx.mrs),
-            "provenance": provenance(ctx.code, time.perf_counter() - start)}
+            **score_sentences(ctx.base, ctx), "provenance": provenance(ctx.code, time.perf_counter() - start)}
 
 
 def run_real_e2e(profile: str | Profile = "cpu", devset: str | Path | None = None, out: str | Path = RESULTS_DIR,
