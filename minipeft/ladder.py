@@ -44,7 +44,7 @@ from torch import nn
 from .data import Pair, load_restaurant, make_loader
 from .decode import generate_texts
 from .forgetting.frontier import Interval, t_interval
-from .forgetting.lab import code_version, provenance, write_json
+from .forgetting.lab import code_version, provenance, run_missing
 from .lora import lora_layers
 from .metrics import bleu, slot_error_rate
 from .params import count_parameters
@@ -243,19 +243,11 @@ def measure(run: LadderRun, ctx: LadderContext) -> dict:
 def sweep(runs: list[LadderRun], ctx: LadderContext, ladder_dir: str | Path = LADDER_DIR,
           max_runs: int | None = None) -> list[Path]:
     """Measure every run of ``runs`` whose file is not in ``ladder_dir`` yet (at most ``max_runs``), one file each."""
-    written: list[Path] = []
-    for run in runs:
-        path = run_path(run, ladder_dir)
-        if path.is_file() or (max_runs is not None and len(written) >= max_runs):
-            continue
-        record = measure(run, ctx)
-        write_json(path, record)
-        written.append(path)
+    def summary(run: LadderRun, record: dict) -> str:
         quality = f", SER {record['ser']:.1%}, BLEU {record['bleu']:.1f}" if "ser" in record else ""
         loss = "diverged" if record["task_loss"] is None else f"{record['task_loss']:.3f}"
-        print(f"[{len(written)}] {run.phase}/{run.name}: task loss {loss}{quality}, "
-              f"{record['provenance']['wall_seconds']:.0f} s", flush=True)
-    return written
+        return f"{run.phase}/{run.name}: task loss {loss}{quality}"
+    return run_missing(runs, lambda run: run_path(run, ladder_dir), lambda run: measure(run, ctx), summary, max_runs)
 
 
 def load_records(ladder_dir: str | Path = LADDER_DIR, phase: str = "runs") -> list[dict]:

@@ -1,6 +1,7 @@
 """The forgetting lab: its statistics and verdicts on constructed cases, and one run measured on a tiny model."""
 
 import copy
+import json
 import math
 
 import pytest
@@ -240,3 +241,18 @@ def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provi
     mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
                               3, "depends on the learning rate")
     assert "less at 1 of 2 matched task losses" in mixed.finding() and mixed.finding().endswith("learning rate.")
+
+
+def test_run_missing_skips_written_runs_and_stops_at_max_runs(tmp_path, capsys):
+    (tmp_path / "a.json").write_text("{}")
+    measured = []
+
+    def measure_one(name: str) -> dict:
+        measured.append(name)
+        return {"name": name, "provenance": {"wall_seconds": 1.0}}
+
+    written = lab.run_missing(["a", "b", "c", "d"], lambda n: tmp_path / f"{n}.json", measure_one,
+                              lambda n, record: f"run {record['name']}", max_runs=2)
+    assert measured == ["b", "c"] and written == [tmp_path / "b.json", tmp_path / "c.json"]
+    assert json.loads((tmp_path / "c.json").read_text())["name"] == "c"
+    assert capsys.readouterr().out.splitlines() == ["[1] run b, 1 s", "[2] run c, 1 s"]

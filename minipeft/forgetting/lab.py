@@ -28,10 +28,11 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import transformers
@@ -49,6 +50,8 @@ from ..recipes import build
 from ..seeding import seed_everything
 from ..train import evaluate_loss, model_device, train
 from .general import mean_nats, text_blocks
+
+R = TypeVar("R")  # one run of a sweep: a LabRun here, a LadderRun in minipeft.ladder
 
 LAB_DIR = REPO_ROOT / "results" / "forgetting-lab"
 ALPHA_RS = 8 * math.sqrt(2)
@@ -289,22 +292,30 @@ def load_runs(lab_dir: Path = LAB_DIR) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(lab_dir).glob("*-seed*.json"))]
 
 
-def sweep(runs: list[LabRun], ctx: LabContext, lab_dir: str | Path = LAB_DIR, max_runs: int | None = None
-          ) -> list[Path]:
-    """Measure every run of ``runs`` whose file is not in ``lab_dir`` yet (at most ``max_runs``), one file each.
-    Each file is looked for just before its run, so a run another sweep finished meanwhile is not done twice."""
+def run_missing(runs: Sequence[R], path_of: Callable[[R], Path], measure_one: Callable[[R], dict],
+                summary: Callable[[R, dict], str], max_runs: int | None = None) -> list[Path]:
+    """Measure every run whose file (``path_of(run)``) does not exist yet, at most ``max_runs``, one JSON file each,
+    printing ``summary(run, record)``. Each file is looked for just before its run, so a run another sweep finished
+    meanwhile is not done twice. The loop of every resumable sweep (this lab, the ladder, real E2E)."""
     written: list[Path] = []
     for run in runs:
-        path = run_path(run, lab_dir)
+        path = path_of(run)
         if path.is_file() or (max_runs is not None and len(written) >= max_runs):
             continue
-        record = measure(run, ctx)
+        record = measure_one(run)
         write_json(path, record)
         written.append(path)
-        forgot = record["general_nats_after"]["english"] - record["general_nats_before"]["english"]
-        print(f"[{len(written)}] {run.name}: task loss {record['task_loss']:.3f}, SER {record['ser']:.1%}, "
-              f"forgetting {forgot:+.3f} nats (English), {record['provenance']['wall_seconds']:.0f} s", flush=True)
+        print(f"[{len(written)}] {summary(run, record)}, {record['provenance']['wall_seconds']:.0f} s", flush=True)
     return written
+
+
+def sweep(runs: list[LabRun], ctx: LabContext, lab_dir: str | Path = LAB_DIR, max_runs: int | None = None
+          ) -> list[Path]:
+    """Measure every run of ``runs`` whose file is not in ``lab_dir`` yet (at most ``max_runs``), one file each."""
+    def summary(run: LabRun, record: dict) -> str:
+        return (f"{run.name}: task loss {record['task_loss']:.3f}, SER {record['ser']:.1%}, "
+                f"forgetting {forgetting_nats(record):+.3f} nats (English)")
+    return run_missing(runs, lambda run: run_path(run, lab_dir), lambda run: measure(run, ctx), summary, max_runs)
 
 
 def prompt_control(ctx: LabContext, lab_dir: Path = LAB_DIR) -> dict:
