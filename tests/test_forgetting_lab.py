@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 
@@ -127,6 +128,22 @@ def test_the_grids_hold_what_the_issue_asks():
     assert {(r.r, r.targets) for r in lab.rank_grid()} == set(lab.RANK_SETTINGS)
 
 
+def test_notebook06s_gpu_estimate_sizes_the_runs_it_trains_there(monkeypatch):
+    """One T4 estimate per setting that notebook 06 trains live in the gpu profile, each sized by the parameters its
+    model really trains (checked on a tiny GPT-2, LoRA on every projection too)."""
+    from conftest import make_tiny_gpt2
+
+    from minipeft.forgetting.findings import live_slice
+    from minipeft.params import count_parameters
+
+    monkeypatch.delenv("MINIPEFT_DRY_RUN", raising=False)
+    live = {lab.setting_name(asdict(run)): run for run in live_slice("gpu", [])}
+    assert [p.label.split(", ")[1].split(" (")[0] for p in lab.notebook06_gpu_peaks()] == list(live)
+    base = make_tiny_gpt2()
+    for run in [*live.values(), lab.LabRun("lora", 1e-2, 0, r=4, targets="all")]:
+        assert lab.gpt2_trainable(run, base.config) == count_parameters(run.build(base), trainable_only=True), run
+
+
 @pytest.fixture(scope="module")
 def tiny_context(tmp_path_factory):
     if not (SMOLLM2_DIR / "tokenizer.json").is_file():
@@ -180,7 +197,7 @@ def test_a_run_measures_learning_forgetting_and_controls(tiny_context, run, tmp_
     assert set(record["general_nats_after"]) == {"english", "shakespeare"}
     assert record["general_nats_before"] == tiny_context.before
     assert record["general_nats_after"] != record["general_nats_before"]  # training moved the model
-    assert 0 <= record["ser"] <= 1 and record["task_loss"] > 0
+    assert 0 <= record["ser"] <= 1 and record["task_loss"] > 0 and record["seconds_per_step"] > 0
     assert record["off_max_abs_logit_diff"] == (None if run.method == "full" else 0.0)
     assert ("dw_rel_norm" in record) == (run.method != "prefix")
     if run.method != "prefix":

@@ -127,17 +127,17 @@ def test_bad_input_names_the_fix():
 
 
 def gpu_profile_peaks():
-    """Notebook 05's estimates (from its recipe), then 06's (from its run plan), as docs/instructors.md lists them."""
-    from minipeft.forgetting import notebook06_gpu_peaks
+    """Notebook 05's estimates (from its recipe), then 06's (from the lab's main grid), as docs/instructors.md lists
+    them."""
+    from minipeft.forgetting.lab import notebook06_gpu_peaks
     from minipeft.recipes import notebook05_gpu_peaks
 
     return notebook05_gpu_peaks() + notebook06_gpu_peaks()
 
 
 def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
-    """The T4 figures in docs/instructors.md: every part by its arithmetic, for GPT-2 small at batch 8 x 128."""
-    from minipeft.forgetting import settings_for
-
+    """The T4 figures in docs/instructors.md: every part by its arithmetic, for GPT-2 small at batch 8 x 128 (05) and
+    at the lab's batch 8 x 512, its longest example (06)."""
     cfg = gpt2_config("gpt2")
     n = 124_439_808
     activations = 12 * 128 * 8 * 768 * (34 + 5 * 12 * 128 // 768)  # Korthikanti et al.: 34 + 5as/h = 44 here
@@ -147,13 +147,17 @@ def test_gpu_profile_peak_estimates_add_up_and_fit_a_t4():
         training_memory(n).total + 2 * n + activations + 10 * 8 * 128 * 50257 + 4 * n)  # 16 + 2 + 4 B a parameter
     assert full.parts["AdamW m and v (fp32)"] == 8 * n and set(full.parts) == set(full.arithmetic)
     peaks = gpu_profile_peaks()
-    assert [p.label.split(",")[0] for p in peaks] == ["notebook 05"] * 3 + ["notebook 06"] * 2
+    assert [p.label.split(",")[0] for p in peaks] == ["notebook 05"] * 3 + ["notebook 06"] * 3
     assert peaks[0].total == full.total and peaks[0].total > peaks[1].total > peaks[2].total  # full > prefix > LoRA
-    assert peaks[3].parts["other models kept on the GPU"] == len(settings_for("gpu")) * 4 * n  # 06 keeps them all
-    # 06's rate checks run after its last setting, with the untuned model and every trained setting still kept
-    assert "full FT lr x3" in peaks[4].label and peaks[4].parts["AdamW m and v (fp32)"] == 8 * n
-    assert peaks[4].parts["other models kept on the GPU"] == (len(settings_for("gpu")) + 1) * 4 * n
-    assert max(p.total for p in peaks) == peaks[4].total < GPUS["T4 (16 GB)"] / 2
+    # 06: full fine-tuning, the prefix and LoRA of the lab's main grid, each beside the untuned model and the
+    # untrained prefix of its section 3, in batches of 8 up to 512 tokens wide (34 + 5as/h = 74 there)
+    assert [p.label.split(",")[1].split("(")[0].strip() for p in peaks[3:]] == ["full", "prefix P=10", "lora r=8 qv"]
+    wide = 12 * 512 * 8 * 768 * (34 + 5 * 12 * 512 // 768)
+    assert peaks[3].total == training_memory(n).total + 2 * n + wide + 10 * 8 * 512 * 50257 + 2 * 4 * n
+    assert all(p.parts["other models kept on the GPU"] == 2 * 4 * n for p in peaks[3:])
+    assert peaks[4].parts["fp32 gradients"] == 4 * prefix_parameter_count(cfg, 10, 512)
+    assert peaks[5].parts["fp32 gradients"] == 4 * lora_parameter_count(cfg, 8, ("q", "v"))
+    assert max(p.total for p in peaks) == peaks[3].total < GPUS["T4 (16 GB)"] * 0.6
     assert "an estimate, not a measurement" in peaks[0].format() and "10 B x 8*128*50,257" in peaks[0].format()
 
 

@@ -42,11 +42,13 @@ from transformers.pytorch_utils import Conv1D
 from ..data import load_restaurant, make_loader, prompt_text
 from ..decode import generate_texts
 from ..lora import disable_lora, lora_layers
+from ..memory import PeakEstimate, training_peak
 from ..metrics import slot_error_rate
+from ..params import gpt2_config, gpt2_parameter_count, lora_parameter_count, prefix_parameter_count
 from ..paths import REPO_ROOT
-from ..profiles import Profile, get_profile
+from ..profiles import PROFILES, Profile, get_profile
 from ..rank import effective_rank
-from ..recipes import build
+from ..recipes import LORA_TARGETS, build
 from ..seeding import seed_everything
 from ..train import evaluate_loss, model_device, train
 from .general import mean_nats, text_blocks
@@ -56,6 +58,7 @@ R = TypeVar("R")  # one run of a sweep: a LabRun here, a LadderRun in minipeft.l
 LAB_DIR = REPO_ROOT / "results" / "forgetting-lab"
 ALPHA_RS = 8 * math.sqrt(2)
 BATCH = 8
+PREFIX_MLP = 512  # the prefix's reparameterisation P = MLP(P'), Li & Liang's width
 INTRUDER_TOP_K, INTRUDER_EPS = 10, 0.5  # Shuttleworth et al. 2024: top-k singular vectors, cosine threshold
 PROMPT = "Write one sentence about the restaurant below.\n"  # the prompt control's instruction
 
@@ -104,7 +107,7 @@ class LabRun:
     seed: int
     r: int | None = None  # LoRA only
     targets: str | None = None  # LoRA only: "qv" or "all"
-    length: int | None = None  # prefix only (P, with the MLP reparameterisation of width 512)
+    length: int | None = None  # prefix only (P, with the MLP reparameterisation of width PREFIX_MLP)
     steps: int = STEPS
 
     @property
@@ -120,7 +123,7 @@ class LabRun:
         """The model to train, on a copy of ``base``; the adapter's initial draw comes from this run's seed."""
         seed_everything(self.seed)
         return build(self.method, copy.deepcopy(base), r=self.r, alpha=self.alpha, targets=self.targets,
-                     prefix_len=self.length, mlp_hidden=512)
+                     prefix_len=self.length, mlp_hidden=PREFIX_MLP)
 
 
 def main_grid() -> list[LabRun]:
@@ -133,6 +136,32 @@ def rank_grid() -> list[LabRun]:
     """LoRA at ranks 1, 8, 64 on q,v and on every projection, two rates, 3 seeds."""
     return [LabRun("lora", lr, seed, r=r, targets=t) for seed in RANK_SEEDS for r, t in RANK_SETTINGS
             for lr in RANK_RATES]
+
+
+def gpt2_trainable(run: LabRun, config) -> int:
+    """The parameters ``run`` trains on a GPT-2 of ``config``, by arithmetic (:mod:`minipeft.params`)."""
+    if run.method == "full":
+        return gpt2_parameter_count(config)
+    if run.method == "prefix":
+        return prefix_parameter_count(config, run.length, PREFIX_MLP)
+    targets = LORA_TARGETS["gpt2"][run.targets]
+    return lora_parameter_count(config, run.r, ("q", "v") if targets.get("qv_only") else tuple(targets["targets"]))
+
+
+def notebook06_gpu_peaks() -> list[PeakEstimate]:
+    """The estimated T4 peak of notebook 06's live runs in the ``gpu`` profile, one per setting of the main grid
+    (the runs it trains there): GPT-2 small at the lab's batch of :data:`BATCH`, each batch as wide as the longest
+    example the lab keeps (``max_len`` of :data:`FULL_SCALE`: batches are padded to their longest example, so this is
+    an upper bound). Beside each run notebook 06 keeps two models on the GPU: the untuned one and section 3's
+    untrained prefix."""
+    gpu = PROFILES["gpu"]
+    cfg = gpt2_config(gpu.base_model)
+    n = gpt2_parameter_count(cfg)
+    settings = {setting_name(asdict(run)): run for run in main_grid()}  # one run per setting: rates, seeds alike
+    return [training_peak(cfg, gpt2_trainable(run, cfg), 0 if run.method == "full" else n, batch_size=BATCH,
+                          seq_len=FULL_SCALE.max_len, kept_models=2,
+                          label=f"notebook 06, {name} (the untuned model and the untrained prefix kept)")
+            for name, run in settings.items()]
 
 
 # ----------------------------------------------------------------------------- what a run measures
@@ -270,6 +299,7 @@ def measure(run: LabRun, ctx: LabContext) -> dict:
     texts = generate_texts(model, ctx.tokenizer, ctx.mrs, max_new_tokens=ctx.scale.max_new_tokens, progress=False)
     record = {**asdict(run), "alpha": run.alpha, "base_model": ctx.base_name,
               "task_loss": evaluate_loss(model, ctx.val_loader), "final_train_loss": history.train_loss[-1],
+              "seconds_per_step": history.median_seconds_per_step,
               "ser": slot_error_rate(ctx.mrs, texts), "sample": texts[0],
               "general_nats_before": ctx.before, "general_nats_after": after,
               "off_max_abs_logit_diff": adapter_off_diff(ctx.base, model, ctx.blocks["english"][:2], run.method)}

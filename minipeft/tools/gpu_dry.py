@@ -16,7 +16,7 @@
 
 Prints each notebook's wall time, its kernel's CPU time and peak memory (the resident memory of the kernel, in
 fp32 on the CPU; beside notebooks 05 and 06, the estimated peak on a T4 from
-:func:`minipeft.recipes.notebook05_gpu_peaks` and :func:`minipeft.forgetting.notebook06_gpu_peaks`), then a table,
+:func:`minipeft.recipes.notebook05_gpu_peaks` and :func:`minipeft.forgetting.lab.notebook06_gpu_peaks`), then a table,
 also written to ``artifacts/gpu-dry/summary.md``. Exits 1 if anything failed. Not part of ``make test``: on 2 CPU
 cores it takes a long time (docs/instructors.md). A dry run's numbers are not results.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 
 from minipeft.data import E2E_DEVSET_ENV, E2E_FILES, e2e_devset_path
-from minipeft.forgetting import notebook06_gpu_peaks
+from minipeft.forgetting.lab import notebook06_gpu_peaks
 from minipeft.memory import GB
 from minipeft.paths import REPO_ROOT
 from minipeft.recipes import notebook05_gpu_peaks
