@@ -32,7 +32,7 @@ time, then skipped in well under a second while .venv matches pyproject.toml. Ti
   ladder          notebook 08's ladder, resumable (ARGS="--max-runs 4")   about 7-16 min a run, hours in all
   real-e2e        notebook 05's recipes on real E2E, resumable            72 min: 10 runs of 1-10 min
   gpu-dry         the gpu profile's code on this CPU (stand-in GPT-2)     about 10 min
-  gpu-check       on a CUDA machine: notebook 05 and one 06 setting       not timed yet (no GPU)
+  gpu-check       on a CUDA machine: notebook 05 and one 06 lab run       not timed yet (no GPU)
 endef
 export HELP
 

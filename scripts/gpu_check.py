@@ -1,7 +1,7 @@
 """The device check behind ``scripts/gpu_check.sh``: the ``gpu`` profile's real step counts on a CUDA GPU.
 
-    bash scripts/gpu_check.sh                   # notebook 05, then notebook 06's full fine-tuning setting
-    bash scripts/gpu_check.sh --setting lora    # notebook 06's LoRA (q, v, r=4) setting instead
+    bash scripts/gpu_check.sh                   # notebook 05, then a lab run of notebook 06: full fine-tuning
+    bash scripts/gpu_check.sh --method lora     # notebook 06's LoRA (q, v, r=8) run instead
 
 The code and its documentation: ``minipeft/tools/gpu_check.py``.
 """

@@ -196,6 +196,30 @@ def test_gpu_check_without_cuda_says_so_in_one_line():
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: no CUDA device")
 
 
+def test_gpu_checks_lab_run_is_the_first_that_notebook_06_trains(monkeypatch, capsys):
+    """The device check's notebook-06 half without a GPU: a dry run of the gpu profile on the mini GPT-2, CUDA's
+    counters stood in for. It measures the first run of the method that 06's live cells train, with lab.measure."""
+    import torch
+
+    from minipeft import base_model
+    from minipeft.forgetting.findings import live_slice
+    from minipeft.forgetting.lab import load_runs, notebook06_gpu_peaks
+
+    gpu_check, load = _script("gpu_check"), base_model.load_base_model
+    monkeypatch.setenv("MINIPEFT_DRY_RUN", "1")
+    monkeypatch.setenv("MINIPEFT_BASE_MODEL", "mini-gpt2")
+    monkeypatch.setattr(base_model, "load_base_model", lambda profile, device=None: load(profile, device="cpu"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 1_234_000_000)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a stood-in GPU")
+    gpu_check.forgetting_run("lora")
+    out = capsys.readouterr().out
+    run = next(r for r in live_slice("gpu", load_runs()) if r.method == "lora")
+    assert f"notebook 06's lab run {run.name}: {run.steps} steps of batch 8, 2 models kept beside it" in out
+    assert re.search(rf"{run.name}: \d+\.\d{{3}} s/step \(median\), peak torch.cuda.max_memory_allocated 1.23 GB, "
+                     r"\d+ s in all, on a stood-in GPU", out)
+    assert next(p for p in notebook06_gpu_peaks() if "lora r=8" in p.label).format() in out
+
+
 def _minutes(clock: str) -> int:
     hours, minutes = clock.split(":")
     return 60 * int(hours) + int(minutes)

@@ -1,7 +1,7 @@
 """The device check behind ``scripts/gpu_check.sh``: the ``gpu`` profile's real step counts on a CUDA GPU.
 
-    bash scripts/gpu_check.sh                   # notebook 05, then notebook 06's full fine-tuning setting
-    bash scripts/gpu_check.sh --setting lora    # notebook 06's LoRA (q, v, r=4) setting instead
+    bash scripts/gpu_check.sh                   # notebook 05, then a lab run of notebook 06: full fine-tuning
+    bash scripts/gpu_check.sh --method lora     # notebook 06's LoRA (q, v, r=8) run instead
 
 1. No CUDA device: one line, exit status 1, nothing run.
 2. The ``gpt2`` stand-in (GPT-2's exact shapes and tokenizer, random weights; written once into
@@ -9,8 +9,9 @@
 3. Notebook 05 in the ``gpu`` profile (2,000 steps a method), executed into ``artifacts/gpu-check/``: its wall time,
    and its table's seconds per step and peak memory per method (``torch.cuda.max_memory_allocated``, which
    ``minipeft.train.train`` records on CUDA).
-4. One setting of notebook 06 at the profile's ``sweep_steps``, measured here the same way, beside the estimate of
-   :func:`minipeft.memory.training_peak`.
+4. One lab run of notebook 06 (:func:`minipeft.forgetting.lab.measure` of the first run of the method that its live
+   cells train in the gpu profile), beside the untuned model and the untrained prefix that 06 keeps: its seconds per
+   step and peak memory, beside the estimate of :func:`minipeft.forgetting.lab.notebook06_gpu_peaks`.
 
 The stand-in's quality numbers (loss, BLEU, slot errors) mean nothing; its seconds and bytes are the GPU's.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
@@ -49,43 +49,37 @@ def notebook_05(timeout: int) -> bool:
     return error is None
 
 
-def forgetting_setting(method: str) -> None:
-    """One setting of notebook 06 at the gpu profile's sweep_steps: seconds per step and peak GPU memory."""
-    from minipeft.base_model import context_length, load_base_model
-    from minipeft.data import load_restaurant, make_loader
-    from minipeft.forgetting import Setting, general_text, learning_rate, run_setting, text_blocks
-    from minipeft.memory import GB, training_peak
-    from minipeft.params import gpt2_config, gpt2_parameter_count, lora_parameter_count
+def forgetting_run(method: str) -> None:
+    """One lab run of notebook 06 in the gpu profile, as its cells make it: the run of ``method`` it trains first
+    there (:func:`minipeft.forgetting.findings.live_slice`), measured by :func:`minipeft.forgetting.lab.measure`
+    beside the untuned model and section 3's untrained prefix. Prints seconds per step, the peak
+    ``torch.cuda.max_memory_allocated`` and :func:`minipeft.forgetting.lab.notebook06_gpu_peaks`'s estimate."""
+    from minipeft.base_model import load_base_model
+    from minipeft.forgetting.findings import live_slice
+    from minipeft.forgetting.lab import BATCH, LabContext, LabRun, lab_scale, load_runs, measure, notebook06_gpu_peaks
+    from minipeft.memory import GB
     from minipeft.profiles import get_profile
 
     profile = get_profile("gpu")
     base, tokenizer = load_base_model(profile, device="cuda")
-    max_len = context_length(base) - 40  # as notebook 06
-    train_loader = make_loader(load_restaurant("train", profile), tokenizer, profile.batch_size, max_len, seed=0,
-                               drop_long=True)
-    val_loader = make_loader(load_restaurant("validation", profile), tokenizer, profile.batch_size, max_len,
-                             shuffle=False, drop_long=True)
-    blocks = text_blocks(general_text(profile)[0], tokenizer, 128, profile.eval_batches * profile.batch_size)
-    setting = Setting(method, r=4)
-    print(f"notebook 06's setting {setting.label}: {profile.sweep_steps} steps of {profile.batch_size} ...", flush=True)
-    start = time.perf_counter()
-    row = run_setting(setting, base, train_loader, val_loader, blocks, steps=profile.sweep_steps,
-                      lr=learning_rate(setting, base), eval_batches=profile.eval_batches)
-    peak = torch.cuda.max_memory_allocated()  # since train() reset it: training and the evaluations after it
-    cfg = gpt2_config("gpt2")
-    n = gpt2_parameter_count(cfg)
-    trained, frozen = (n, 0) if method == "full" else (lora_parameter_count(cfg, 4), n)
-    estimate = training_peak(cfg, trained, frozen, batch_size=profile.batch_size, seq_len=profile.seq_len,
-                             kept_models=1, label=f"estimate for {setting.label} beside the untuned model")
-    print(f"{setting.label}: {row['seconds_per_step']:.3f} s/step (median), peak torch.cuda.max_memory_allocated "
-          f"{peak / GB:.2f} GB, {time.perf_counter() - start:.0f} s in all, on {torch.cuda.get_device_name()}")
+    ctx = LabContext.create(base, tokenizer, profile.base_model, profile, lab_scale(profile))  # as notebook 06
+    kept = [base, LabRun("prefix", 1e-3, seed=0, length=10).build(base)]  # 06's untuned and untrained models
+    run = next(r for r in live_slice(profile, load_runs()) if r.method == method)
+    estimate = next(p for p in notebook06_gpu_peaks() if p.label.startswith(f"notebook 06, {method}"))
+    print(f"notebook 06's lab run {run.name}: {run.steps} steps of batch {BATCH}, {len(kept)} models kept beside "
+          f"it ...", flush=True)
+    record = measure(run, ctx)
+    peak = torch.cuda.max_memory_allocated()  # since train() reset it: training and the measurements after it
+    print(f"{run.name}: {record['seconds_per_step']:.3f} s/step (median), peak torch.cuda.max_memory_allocated "
+          f"{peak / GB:.2f} GB, {record['provenance']['wall_seconds']:.0f} s in all, on {torch.cuda.get_device_name()}")
     print(estimate.format())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--setting", choices=["full", "lora"], default="full",
-                        help="notebook 06's setting to time: full fine-tuning (the most memory) or LoRA q,v r=4")
+    parser.add_argument("--method", choices=["full", "lora", "prefix"], default="full",
+                        help="the method of notebook 06's lab run to time: full fine-tuning (the most memory), LoRA "
+                             "(q, v, r=8) or the prefix (P=10)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one notebook cell may run")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -102,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("MINIPEFT_DRY_RUN", None)  # the real step counts
     print(f"gpu profile on {torch.cuda.get_device_name()}, stand-in {folder} (random weights)", flush=True)
     ran = notebook_05(args.timeout)
-    forgetting_setting(args.setting)
+    forgetting_run(args.method)
     return 0 if ran else 1
 
 
