@@ -1,6 +1,6 @@
 """One table of training recipes: per base model, each method's learning rate and size settings.
 
-The notebooks, the forgetting experiments and the scripts read it, so a learning rate lives in one place, and
+The notebooks, the forgetting lab and the scripts read it, so a learning rate lives in one place, and
 :func:`build` is the one place that turns a method's name into the model to train. Each recipe's ``note`` says
 where its rates come from; ``scripts/lr_check.py`` tries rates around them on the base model:
 
@@ -30,7 +30,7 @@ METHODS = ("full fine-tuning", "prefix-tuning", "LoRA")  # notebook 05's three, 
 # Notebook 08's: LoRA's descendants (the recipe's LoRA settings plus one switch; QLoRA: LoRA on an NF4 base) and
 # prompt tuning (a soft prompt of prompt_len positions). A recipe's lr may name their rates; none does yet.
 FAMILY = ("rsLoRA", "DoRA", "PiSSA", "QLoRA", "prompt-tuning")
-SHORT_NAMES = {"full": "full fine-tuning", "prefix": "prefix-tuning", "lora": "LoRA",  # as scripts and Setting say
+SHORT_NAMES = {"full": "full fine-tuning", "prefix": "prefix-tuning", "lora": "LoRA",  # as scripts and the lab say
                "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA", "qlora": "QLoRA", "prompt": "prompt-tuning"}
 LORA_SWITCHES = {"LoRA": {}, "rsLoRA": {"use_rslora": True}, "DoRA": {"use_dora": True},
                  "PiSSA": {"init_lora_weights": "pissa"}, "QLoRA": {}}  # apply_lora's keywords per LoRA method

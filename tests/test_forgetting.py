@@ -13,20 +13,12 @@ from transformers import GPT2LMHeadModel
 
 from minipeft.base_model import load_mini_gpt2
 from minipeft.data import load_restaurant, make_loader
-from minipeft.forgetting import (
-    Setting,
-    general_perplexity,
-    learning_rate,
-    probe_texts,
-    rate_checks,
-    run_setting,
-    settings_for,
-    text_blocks,
-)
+from minipeft.forgetting import general_perplexity, probe_texts, text_blocks
+from minipeft.forgetting.lab import LabRun
 from minipeft.lora import apply_lora, disable_lora
 from minipeft.lora_files import save_lora
 from minipeft.multitask import AdapterBank
-from minipeft.recipes import RECIPES
+from minipeft.recipes import RECIPES, build, recipe_for
 from minipeft.results import load_results, save_results
 from minipeft.train import train
 
@@ -93,18 +85,16 @@ def test_perplexity_matches_the_mean_loss_by_hand(tokenizer):
 def test_fresh_adapters_leave_perplexity_and_probes_unchanged(tokenizer):
     base = tiny_model(len(tokenizer))
     blocks = text_blocks(TEXT, tokenizer, block_len=16, n_blocks=4)
-    lora = Setting("lora", r=4).build(base)  # B = 0: exactly the base model
+    lora = LabRun("lora", 1e-2, 0, r=4, targets="qv").build(base)  # B = 0: exactly the base model
     assert general_perplexity(lora, blocks) == general_perplexity(base, blocks)
     assert probe_texts(lora, tokenizer, max_new_tokens=5) == probe_texts(base, tokenizer, max_new_tokens=5)
     assert len(probe_texts(base, tokenizer, ["a", "b c"], max_new_tokens=3)) == 2
 
 
-def test_learning_rates_are_the_recipes_of_notebook_05():
-    for base_model, recipe in RECIPES.items():
-        rates = [learning_rate(Setting(m), base_model) for m in ("full", "lora", "prefix")]
-        assert rates == [recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
-    with pytest.raises(ValueError, match="No recipe for base model 'gpt2-xl'"):
-        learning_rate(Setting("full"), "gpt2-xl")
+def test_rates_by_short_name_are_the_recipes_of_notebook_05():
+    for recipe in RECIPES.values():
+        assert [recipe.rate(m) for m in ("full", "lora", "prefix")] == [
+            recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
 
 
 def test_learning_rates_follow_the_model_loaded_not_the_profiles_name(tiny):
@@ -115,73 +105,8 @@ def test_learning_rates_follow_the_model_loaded_not_the_profiles_name(tiny):
     standin = tiny["gpt2"]()
     standin.name_or_path = "/data/cache/standin/gpt2"
     for model, recipe in ((smollm2, RECIPES["smollm2-135m"]), (standin, RECIPES["gpt2"])):
-        assert [learning_rate(Setting(m), model) for m in ("full", "lora", "prefix")] == [
+        assert [recipe_for(model).rate(m) for m in ("full", "lora", "prefix")] == [
             recipe.lr[m] for m in ("full fine-tuning", "LoRA", "prefix-tuning")]
-
-
-def test_settings_validate_and_label_themselves():
-    with pytest.raises(ValueError, match="Unknown method 'adapter'"):
-        Setting("adapter")
-    with pytest.raises(ValueError, match="Unknown LoRA targets 'mlp'"):
-        Setting("lora", targets="mlp")
-    assert [s.label for s in (Setting("full"), Setting("lora", r=16, targets="all"), Setting("prefix", length=5))] \
-        == ["full FT", "LoRA r=16 (all)", "prefix P=5"]
-    assert len(settings_for("ci")) < len(settings_for("cpu"))
-    assert {s.method for s in settings_for("ci")} == {"full", "lora", "prefix"}
-    slower, faster = Setting("lora", r=16, lr_scale=1 / 3), Setting("full", lr_scale=3)
-    assert (slower.name, slower.label, faster.label) == ("LoRA r=16 (qv)", "LoRA r=16 (qv) lr/3", "full FT lr x3")
-    for scale in (0, -1, float("inf"), float("nan"), "3"):  # inf, nan and "3" used to pass or fail later
-        with pytest.raises(ValueError, match=f"lr_scale must be a finite number > 0, got {scale!r}"):
-            Setting("full", lr_scale=scale)
-
-
-def test_rate_checks_retrain_a_setting_of_each_method_at_another_rate():
-    """Notebook 06 joins each rate check to the same setting at the recipe's rate: that setting must be in the sweep."""
-    for profile in ("ci", "cpu", "gpu"):
-        checks = rate_checks(profile)
-        assert [s.method for s in checks] == ["full", "lora", "prefix"]
-        assert {s.name for s in checks} <= {s.name for s in settings_for(profile)}
-        assert all(s.lr_scale == 1 for s in settings_for(profile)) and all(s.lr_scale != 1 for s in checks)
-        for s in checks:
-            assert learning_rate(s, "smollm2-135m") == pytest.approx(s.lr_scale * learning_rate(
-                Setting(s.method), "smollm2-135m"))
-    assert [s.lr_scale for s in rate_checks("cpu")] == [3, 1 / 3, 1 / 3]  # adapters slower, full faster
-
-
-def test_run_setting_measures_learning_and_forgetting_and_never_touches_the_base(tokenizer, loaders):
-    train_loader, val_loader = loaders
-    base = tiny_model(len(tokenizer))
-    original = copy.deepcopy(base.state_dict())
-    blocks = text_blocks(TEXT, tokenizer, block_len=32, n_blocks=4)
-    mrs = [mr for mr, _ in load_restaurant("test", "ci")[:4]]
-    runs = ((Setting("full"), 3e-3), (Setting("lora", r=2), 3e-2), (Setting("prefix", length=4, mlp_hidden=16), 3e-2))
-    rows, models = zip(*(run_setting(s, base, train_loader, val_loader, blocks, steps=10, lr=lr, tokenizer=tokenizer,
-                                     task_mrs=mrs, max_new_tokens=4, return_model=True) for s, lr in runs))
-    for row in rows:
-        assert row["task_loss"] < row["task_loss_before"]  # every method learned something
-        assert row["ppl_increase_pct"] == pytest.approx(100 * (row["ppl_after"] / row["ppl_before"] - 1))
-        assert 0.0 <= row["slot_error_rate"] <= 1.0
-    # by hand, on the tiny GPT-2 (2 layers, width 32, 4,096 tokens, 256 positions): every weight; LoRA r=2 on q and v,
-    # 2 layers x 2 x 2 x (32 + 32); the prefix P'=4 and its MLP, 4 x 32 + (32 x 16 + 16) + (16 x 128 + 128)
-    assert [row["trainable"] for row in rows] == [164_736, 512, 2_832]
-    assert rows[0]["ppl_after"] != rows[0]["ppl_before"]  # full fine-tuning moved the general perplexity
-    assert rows[0]["trainable"] > rows[1]["trainable"]
-    assert general_perplexity(models[1], blocks) == pytest.approx(rows[1]["ppl_after"])  # the model that was measured
-    assert all(torch.equal(original[k], v) for k, v in base.state_dict().items())  # base untouched
-
-
-def test_a_setting_gives_the_same_row_whatever_ran_before_it(tokenizer, loaders):
-    """Notebook 06 runs many settings in a row: each adapter's initialisation must come from the run's seed, not from
-    the random state the runs before it left (the stored cpu run of 2 Dec 2026 was made before this was so)."""
-    train_loader, val_loader = loaders
-    base = tiny_model(len(tokenizer))
-    blocks = text_blocks(TEXT, tokenizer, block_len=32, n_blocks=4)
-    for setting in (Setting("lora", r=2), Setting("prefix", length=4, mlp_hidden=16)):
-        rows = []
-        for _ in range(2):
-            rows.append(run_setting(setting, base, train_loader, val_loader, blocks, steps=3, lr=3e-2))
-            torch.rand(1000)  # what another run, a generation or a learner's cell would draw
-        assert rows[0]["task_loss"] == rows[1]["task_loss"] and rows[0]["ppl_after"] == rows[1]["ppl_after"]
 
 
 def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders):
@@ -190,8 +115,8 @@ def test_switching_adapters_off_restores_the_base_bit_for_bit(tokenizer, loaders
     ids = next(iter(train_loader))["input_ids"]
     with torch.no_grad():
         reference = base(ids).logits
-        lora = Setting("lora", r=2).build(base)
-        prefix = Setting("prefix", length=3, mlp_hidden=None).build(base)
+        lora = build("lora", copy.deepcopy(base), r=2, alpha=32.0, targets="qv")
+        prefix = build("prefix", copy.deepcopy(base), prefix_len=3, mlp_hidden=None)
     train(lora, train_loader, steps=3, lr=1e-2, progress=False)
     train(prefix, train_loader, steps=3, lr=1e-2, progress=False)
     with torch.no_grad():

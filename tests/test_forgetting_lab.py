@@ -207,6 +207,19 @@ def test_a_run_measures_learning_forgetting_and_controls(tiny_context, run, tmp_
     assert lab.sweep([run], tiny_context, tmp_path) == []  # resumable: nothing left to do
 
 
+@pytest.mark.parametrize("run", [lab.LabRun("lora", 3e-2, 0, r=2, targets="qv", steps=3),
+                                 lab.LabRun("prefix", 3e-2, 0, length=4, steps=3)], ids=lambda r: r.method)
+def test_a_run_gives_the_same_record_whatever_ran_before_it(tiny_context, run):
+    """Notebook 06 measures its live runs one after another: a run's initialisation and data order must come from its
+    seed, not from the random state the runs before it left."""
+    records = []
+    for _ in range(2):
+        records.append(lab.measure(run, tiny_context))
+        torch.rand(1000)  # what another run, a generation or a learner's cell would draw
+    assert records[0]["task_loss"] == records[1]["task_loss"]
+    assert records[0]["general_nats_after"] == records[1]["general_nats_after"]
+
+
 def test_the_prompt_control_scores_the_same_tokens(tiny_context, tmp_path):
     record = lab.prompt_control(tiny_context, tmp_path)
     assert (tmp_path / "control-prompt.json").is_file()

@@ -11,7 +11,6 @@ from transformers import GPT2Config
 
 from minipeft import standin
 from minipeft.base_model import STANDIN_FILE, load_base_model
-from minipeft.forgetting import Setting, learning_rate
 from minipeft.params import gpt2_parameter_count, meta_parameter_count
 from minipeft.recipes import RECIPES, recipe_for
 
@@ -50,7 +49,7 @@ def test_a_standin_loads_through_the_override_and_says_its_weights_are_random(ti
     assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
     # recipes by family, not by name: a folder's path is in no table, yet it gets GPT-2's rates and targets
     assert recipe_for(model) is RECIPES["gpt2"]
-    assert learning_rate(Setting("lora"), model) == RECIPES["gpt2"].lr["LoRA"]
+    assert recipe_for(model).rate("lora") == RECIPES["gpt2"].lr["LoRA"]
 
 
 def test_writing_is_atomic_and_never_overwrites(tiny_standin, monkeypatch, tmp_path):

@@ -15,22 +15,12 @@ learning-forgetting curve. The package's modules, floor by floor:
 - :mod:`.frontier`: the statistics (intervals over seeds, Pareto fronts, matched task loss) and the verdict rule;
 - :mod:`.findings`: what the lab's runs say, read by notebooks 06 and 07 (the article's claim among them);
 - :mod:`.literature`: the published results notebook 06 sets beside them;
-- :mod:`.report`: the table per rate and the frontier plot;
-- :mod:`.experiment`: the older one-setting runs that ``make gpu-check`` and the gpu estimates still use.
+- :mod:`.report`: the table per rate and the frontier plot.
 
 Results travel between notebooks through :mod:`minipeft.results`.
 """
 
-from .experiment import (
-    Setting,
-    learning_rate,
-    notebook06_gpu_peaks,
-    rate_checks,
-    run_setting,
-    settings_for,
-)
 from .general import PROBES, general_perplexity, general_text, probe_texts, text_blocks
 from .report import METHOD_COLORS
 
-__all__ = ["METHOD_COLORS", "PROBES", "Setting", "general_perplexity", "general_text", "learning_rate",
-           "notebook06_gpu_peaks", "probe_texts", "rate_checks", "run_setting", "settings_for", "text_blocks"]
+__all__ = ["METHOD_COLORS", "PROBES", "general_perplexity", "general_text", "probe_texts", "text_blocks"]
