@@ -101,7 +101,7 @@ bench: setup
 gpu-dry: setup
 	.venv/bin/python scripts/gpu_dry.py
 
-# On a CUDA machine: notebook 05 and one notebook-06 setting in the gpu profile on the stand-in, real step counts.
+# On a CUDA machine: notebook 05 and one notebook-06 lab run in the gpu profile on the stand-in, real step counts.
 gpu-check: setup
 	bash scripts/gpu_check.sh
 
