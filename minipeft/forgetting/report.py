@@ -12,7 +12,7 @@ LAB_COLORS = {"full": "tab:red", "lora r=8 qv": "tab:blue", "prefix P=10": "tab:
 
 def frontier_table(records: Sequence[dict], settings: Sequence[str], text: str = "english") -> str:
     """One line per setting and rate: seeds, task loss, slot errors and forgetting (nats on ``text``), each mean
-    [95% interval] over the seeds."""
+    [95% interval] over the seeds ("n/a (1 seed)" where one seed gives no interval)."""
     from .findings import front_of, runs_of
 
     lines = [f"{'setting':<16} {'lr':>8} {'seeds':>5} {'task loss [95% CI]':>24} {'SER %':>6} "
@@ -22,9 +22,8 @@ def frontier_table(records: Sequence[dict], settings: Sequence[str], text: str =
             sers = [r["ser"] for r in runs_of(records, setting) if r["lr"] == point.lr]
             loss, forgot = point.loss, point.forgot
             ser = 100 * sum(sers) / len(sers)
-            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} "
-                         f"[{loss.low:.3f}, {loss.high:.3f}] {ser:>6.1f} "
-                         f"{forgot.mean:>+10.3f} [{forgot.low:+.3f}, {forgot.high:+.3f}]")
+            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} {loss.bounds():>15} "
+                         f"{ser:>6.1f} {forgot.mean:>+10.3f} {forgot.bounds('+.3f'):>17}")
     return "\n".join(lines)
 
 
