@@ -22,8 +22,8 @@ def frontier_table(records: Sequence[dict], settings: Sequence[str], text: str =
             sers = [r["ser"] for r in runs_of(records, setting) if r["lr"] == point.lr]
             loss, forgot = point.loss, point.forgot
             ser = 100 * sum(sers) / len(sers)
-            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} {loss.bounds():>15} "
-                         f"{ser:>6.1f} {forgot.mean:>+10.3f} {forgot.bounds('+.3f'):>17}")
+            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} {loss.bounds():>14} "
+                         f"{ser:>6.1f} {forgot.mean:>+10.3f} {forgot.bounds('+.3f'):>16}")
     return "\n".join(lines)
 
 
