@@ -115,8 +115,8 @@ def best_task_loss(records: Sequence[dict], setting: str) -> tuple[float, Interv
 
 def best_rate(records: Sequence[dict], setting: str) -> float:
     """The rate to pick for ``setting``: of the rates whose mean task loss is within :data:`~minipeft.ladder.RATE_TIE`
-    nats of the lowest, the smallest (``scripts/lr_check.py``'s rule): two rates 0.0001 nats apart are a tie, and
-    the smaller moves the model less."""
+    nats of the lowest, the smallest (``scripts/lr_check.py``'s rule): rates that close tie, and the smallest moves
+    the model least."""
     from ..ladder import RATE_TIE
 
     front = front_of(records, setting)

@@ -52,7 +52,8 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
                 ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
                 ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=4)
             ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7, color=colors[setting])
+                        fontsize=7, color=colors[setting], zorder=5,  # over the lines, readable where one crosses
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         xs, ys = zip(*front_means(front), strict=True) if front else ((), ())
         ax.plot(xs, ys, "-", color=colors[setting], lw=1.5, label=setting)
     for r in live:
@@ -67,7 +68,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel(f"forgetting on {text} (nats/token; up = forgot more)")
-    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI ({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
+    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI\n({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
                  + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return ax
