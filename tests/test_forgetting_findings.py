@@ -103,3 +103,16 @@ def test_frontier_table_and_plot_read_the_runs():
     ax = plot_frontiers(thin, ["prefix P=10", "lora r=8 qv"], ax=plt.figure().gca())
     assert not ax.containers and sum(line.get_marker() == "." for line in ax.lines) == 3
     plt.close("all")
+
+
+def test_one_seed_rates_print_no_interval_in_the_table_and_the_summary():
+    from minipeft.forgetting.report import frontier_table
+
+    one = grid("prefix", [0.6, 0.5], 1.0, seeds=1) + grid("lora", [0.6, 0.5], 0.0, seeds=1)
+    for r in one:
+        r["ser"] = 0.25
+    lines = frontier_table(one, ["prefix P=10", "lora r=8 qv"]).splitlines()[1:]
+    assert len(lines) == 4 and all(line.count("n/a (1 seed)") == 2 and "[" not in line for line in lines)
+    claim = compare(one, "prefix P=10", "lora r=8 qv")
+    assert claim.seeds == 1 and claim.summary().count("n/a (1 seed)") == 2 * len(claim.levels) > 0
+    assert "[" not in claim.summary()

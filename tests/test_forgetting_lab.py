@@ -30,6 +30,12 @@ def test_t_interval_matches_a_hand_computed_one():
         t_interval([])
 
 
+def test_one_seed_prints_its_interval_as_not_available_never_as_zero_width():
+    assert str(t_interval([5.0])) == "5.000 n/a (1 seed)"  # not "5.000 [5.000, 5.000]": unknown, not certain
+    assert t_interval([1.0, 2.0, 3.0]).bounds("+.2f") == "[-0.48, +4.48]"
+    assert str(Interval(1.0, 0.5, 1.5, 2)) == "1.000 [0.500, 1.500]"
+
+
 def test_pareto_drops_points_beaten_on_both_axes():
     # (0.5, 2.0) learns less and forgets more than (0.4, 1.0): never the rate to pick
     assert pareto([(0.4, 1.0), (0.5, 2.0), (0.3, 3.0), (0.6, 0.5)]) == [(0.3, 3.0), (0.4, 1.0), (0.6, 0.5)]

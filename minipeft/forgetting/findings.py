@@ -78,8 +78,8 @@ class MatchedComparison:
         if not self.levels:
             return (f"{self.claimed_method} and {self.other_method} reach no common task loss yet: "
                     f"verdict {self.verdict}.")
-        spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} [{c.low:+.2f}, {c.high:+.2f}] vs {o.mean:+.2f} "
-                          f"[{o.low:+.2f}, {o.high:+.2f}]" for lv, c, o in self.rows())
+        spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} {c.bounds('+.2f')} vs {o.mean:+.2f} "
+                          f"{o.bounds('+.2f')}" for lv, c, o in self.rows())
         return (f"Forgetting on {self.text} text (nats, mean and 95% interval over {self.seeds} seed(s)), "
                 f"{self.claimed_method} vs {self.other_method}: {spans}. \"{self.claimed_method} forgets less\": "
                 f"{self.verdict}.")
@@ -115,8 +115,8 @@ def best_task_loss(records: Sequence[dict], setting: str) -> tuple[float, Interv
 
 def best_rate(records: Sequence[dict], setting: str) -> float:
     """The rate to pick for ``setting``: of the rates whose mean task loss is within :data:`~minipeft.ladder.RATE_TIE`
-    nats of the lowest, the smallest (``scripts/lr_check.py``'s rule): two rates 0.0001 nats apart are a tie, and
-    the smaller moves the model less."""
+    nats of the lowest, the smallest (``scripts/lr_check.py``'s rule): rates that close tie, and the smallest moves
+    the model least."""
     from ..ladder import RATE_TIE
 
     front = front_of(records, setting)

@@ -41,8 +41,15 @@ class Interval:
         """Entirely below ``other``: the two intervals separate."""
         return self.high < other.low
 
+    def bounds(self, spec: str = ".3f") -> str:
+        """``[low, high]`` formatted with ``spec``, or ``n/a (1 seed)``: one seed has no interval (its ends equal
+        the mean, which would read as "no uncertainty" where the truth is "unknown")."""
+        if self.n < 2:
+            return f"n/a ({self.n} seed)"
+        return f"[{self.low:{spec}}, {self.high:{spec}}]"
+
     def __str__(self) -> str:
-        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return f"{self.mean:.3f} {self.bounds()}"
 
 
 def t_interval(values: Sequence[float]) -> Interval:

@@ -29,7 +29,8 @@ PEFT_SETUP = ("Llama-3.2-3B", "MetaMathQA, 5,000 steps x batch 4, 1 seed",
               "rise of mean cross-entropy (nats/token) on 100 Wikipedia articles (finewiki, <= 768 tokens), adapter on")
 BIDERMAN = "Biderman et al. 2024, sec. 4.2"
 BIDERMAN_SETUP = ("Llama-2-7B", "code / math: instruction tuning (~100K pairs), continued pretraining (~20B tokens)",
-                  "mean accuracy on HellaSwag, ARC-Challenge, WinoGrande (higher = forgot less)")
+                  "mean accuracy on HellaSwag, ARC-Challenge, WinoGrande (higher = forgot less; the base model's own "
+                  "score is not copied here)")
 
 PUBLISHED = (
     Published(PEFT, *PEFT_SETUP, "full fine-tuning, lr 1e-5", "GSM8K 0.472", "+0.030"),

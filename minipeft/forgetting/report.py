@@ -12,7 +12,7 @@ LAB_COLORS = {"full": "tab:red", "lora r=8 qv": "tab:blue", "prefix P=10": "tab:
 
 def frontier_table(records: Sequence[dict], settings: Sequence[str], text: str = "english") -> str:
     """One line per setting and rate: seeds, task loss, slot errors and forgetting (nats on ``text``), each mean
-    [95% interval] over the seeds."""
+    [95% interval] over the seeds ("n/a (1 seed)" where one seed gives no interval)."""
     from .findings import front_of, runs_of
 
     lines = [f"{'setting':<16} {'lr':>8} {'seeds':>5} {'task loss [95% CI]':>24} {'SER %':>6} "
@@ -22,9 +22,8 @@ def frontier_table(records: Sequence[dict], settings: Sequence[str], text: str =
             sers = [r["ser"] for r in runs_of(records, setting) if r["lr"] == point.lr]
             loss, forgot = point.loss, point.forgot
             ser = 100 * sum(sers) / len(sers)
-            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} "
-                         f"[{loss.low:.3f}, {loss.high:.3f}] {ser:>6.1f} "
-                         f"{forgot.mean:>+10.3f} [{forgot.low:+.3f}, {forgot.high:+.3f}]")
+            lines.append(f"{setting:<16} {point.lr:>8.3g} {loss.n:>5} {loss.mean:>8.3f} {loss.bounds():>14} "
+                         f"{ser:>6.1f} {forgot.mean:>+10.3f} {forgot.bounds('+.3f'):>16}")
     return "\n".join(lines)
 
 
@@ -53,7 +52,8 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
                 ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
                 ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=4)
             ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7, color=colors[setting])
+                        fontsize=7, color=colors[setting], zorder=5,  # over the lines, readable where one crosses
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         xs, ys = zip(*front_means(front), strict=True) if front else ((), ())
         ax.plot(xs, ys, "-", color=colors[setting], lw=1.5, label=setting)
     for r in live:
@@ -68,7 +68,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel(f"forgetting on {text} (nats/token; up = forgot more)")
-    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI ({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
+    ax.set_title(f"{text}: points = rates (labels), bars = 95% CI\n({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
                  + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return ax
