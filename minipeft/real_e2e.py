@@ -105,9 +105,16 @@ def load_results(out: str | Path = RESULTS_DIR) -> tuple[dict | None, list[Rung]
     return base, rungs(records) if records else []
 
 
-def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS_DIR) -> str:
-    """Notebook 05's offline scores (``{method name: {"SER", "BLEU"}}``, "untuned" included) next to the committed
-    real-E2E measurement (means with 95% intervals over seeds), one row per method."""
+def _this_run(source: str) -> str:
+    """The label of the notebook's own scores: "offline" on the course's restaurant set, else "this run (E2E)"."""
+    return "offline" if source == "offline" else f"this run ({source})"
+
+
+def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS_DIR, source: str = "offline") -> str:
+    """Notebook 05's scores (``{method name: {"SER", "BLEU"}}``, "untuned" included; ``source`` names their data, as
+    ``load_e2e_or_offline`` returns it) next to the committed real-E2E measurement (means with 95% intervals over
+    seeds), one row per method."""
+    label = _this_run(source)
     base, table = load_results(out)
     real = {NAMES[r.method]: r for r in table}  # by method: a Rung's own name adds LoRA's rank
 
@@ -116,7 +123,7 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
 
     rows = []
     for name, score in offline.items():
-        row = {"method": name, "offline SER %": 100 * score["SER"], "offline BLEU": score["BLEU"]}
+        row = {"method": name, f"{label} SER %": 100 * score["SER"], f"{label} BLEU": score["BLEU"]}
         if name == "untuned" and base:
             row |= {"real E2E SER % [95%]": f"{100 * base['ser']:.1f}", "real E2E BLEU [95%]": f"{base['bleu']:.1f}",
                     "seeds": "-"}
@@ -128,6 +135,51 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
             row |= {"real E2E SER % [95%]": "not run", "real E2E BLEU [95%]": "not run", "seeds": 0}
         rows.append(row)
     return format_table(rows, digits=1)
+
+
+def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS_DIR,
+                      source: str = "offline") -> str:
+    """A reading of :func:`side_by_side`, computed from its numbers: each method's real-E2E mean over its score in
+    ``offline`` (SER and BLEU), whether the methods' 95% SER intervals separate, and the methods' order by SER in
+    each seed of the committed runs."""
+    label = _this_run(source)
+    base, table = load_results(out)
+    real = {NAMES[r.method]: r for r in table}
+    names = [n for n in offline if n in real]
+    if not names:
+        return f"Reading: no committed real-E2E run to compare with ({provenance_line(out)})"
+    lines = []
+    for n in names:
+        r, o = real[n], offline[n]
+        ser = f"{r.ser.mean / o['SER']:.1f}x" if o["SER"] else "from 0"
+        lines.append(f"{n}: real E2E / {label}: SER {100 * o['SER']:.1f}% -> {100 * r.ser.mean:.1f}% ({ser}), "
+                     f"BLEU {o['BLEU']:.1f} -> {r.bleu.mean:.1f} ({r.bleu.mean / o['BLEU']:.2f}x)")
+    by_ser = sorted(names, key=lambda n: offline[n]["SER"])
+    real_order = sorted(names, key=lambda n: real[n].ser.mean)
+    lines.append(f"Order by SER, {label}: {' < '.join(by_ser)}; real E2E (means): {' < '.join(real_order)}: "
+                 + ("the same." if by_ser == real_order else "different."))
+    if min(real[n].ser.n for n in names) < 2:
+        lines.append("One seed per method: no intervals, so the real-E2E gaps between methods are not measured.")
+    else:
+        pairs = [(a, b) for i, a in enumerate(real_order) for b in real_order[i + 1:]]
+        apart = [f"{a} < {b}" for a, b in pairs if real[a].ser.below(real[b].ser)]
+        lines.append("95% SER intervals: " + (f"separate for {', '.join(apart)}; the others overlap." if apart else
+                                               "every pair overlaps, so the means alone do not order the methods."))
+    seeds: dict[int, dict[str, float]] = {}
+    for path in sorted((Path(out) / "runs").glob("*-seed*.json")):
+        record = json.loads(path.read_text())
+        seeds.setdefault(record["seed"], {})[NAMES[record["method"]]] = record["ser"]
+    orders = {}
+    for seed, ser in sorted(seeds.items()):
+        orders[seed] = sorted((n for n in names if n in ser), key=ser.__getitem__)
+        lines.append(f"  seed {seed}: " + " < ".join(f"{n} {100 * ser[n]:.1f}%" for n in orders[seed]))
+    if len(orders) > 1:
+        same = all(o == real_order for o in orders.values())
+        lines.append("Per seed: " + (
+            f"the same order in all {len(orders)} seeds." if same else "the order changes between seeds."))
+    if base is not None and "untuned" in offline:
+        lines.append("untuned: one run (no training; greedy decoding is deterministic): no seeds, no interval.")
+    return "Reading: " + "\n".join(lines)
 
 
 def provenance_line(out: str | Path = RESULTS_DIR) -> str:

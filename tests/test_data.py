@@ -122,7 +122,8 @@ def test_loader_is_seeded(tokenizer):
 
 def test_too_long_examples_say_what_to_change(tokenizer):
     pairs = [("name[A], area[riverside]", "A is by the riverside. " * 20)]
-    with pytest.raises(ValueError, match="Example 0 is .* tokens, longer than max_len=16.*Raise max_len"):
+    with pytest.raises(ValueError, match=r"Example 0 is .* tokens, longer than max_len=16.*Raise max_len "
+                                         r"\(at most the model.s context, `context_length\(model\)`\)"):
         make_loader(pairs, tokenizer, batch_size=1, max_len=16)
     with pytest.raises(ValueError, match="No example fits"):
         make_loader(pairs, tokenizer, batch_size=1, max_len=16, drop_long=True)

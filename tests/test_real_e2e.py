@@ -47,6 +47,10 @@ def test_a_ci_scale_run_writes_the_untuned_model_and_each_method_and_reads_back(
     table = real_e2e.side_by_side(offline, out)
     lines = table.splitlines()
     assert "real E2E SER % [95%]" in lines[0] and "not run" in lines[-1]  # prompt tuning: no real run
+    assert "offline SER %" in lines[0]
+    assert "this run (E2E) SER %" in real_e2e.side_by_side(offline, out, source="E2E").splitlines()[0]
+    assert "offline SER" not in real_e2e.side_by_side(offline, out, source="E2E"), "an online run is not offline"
+    assert "One seed per method: no intervals" in real_e2e.read_side_by_side(offline, out)
     assert "not run" not in next(line for line in lines if line.startswith("LoRA")), "LoRA's row has its runs"
     assert "Real E2E: mini-gpt2" in real_e2e.provenance_line(out)
 
@@ -58,3 +62,28 @@ def test_without_runs_the_notebook_says_how_to_make_them(tmp_path):
     assert "`make real-e2e` makes them" in real_e2e.provenance_line(empty)
     with pytest.raises(FileNotFoundError, match="No E2E dev set at .*MINIPEFT_E2E_DEVSET"):
         real_e2e.run_real_e2e("ci", tmp_path / "absent.csv", tmp_path)
+
+
+def _record(method: str, seed: int, ser: float, bleu: float) -> dict:
+    return {"method": method, "lr": 1e-3, "seed": seed, "ser": ser, "bleu": bleu, "task_loss": 1.0,
+            "median_step_seconds": 1.0, "trainable_params": 10, "stored_params": 10, "weight_bytes": 40,
+            "memory_bytes": 0}
+
+
+def test_the_reading_is_computed_from_the_runs(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    sers = {"full": (0.10, 0.12, 0.11), "lora": (0.30, 0.31, 0.32), "prefix": (0.20, 0.35, 0.25)}
+    for method, values in sers.items():
+        for seed, ser in enumerate(values):
+            (runs / f"{method}-seed{seed}.json").write_text(json.dumps(_record(method, seed, ser, 50.0)))
+    (tmp_path / "untuned.json").write_text(json.dumps({"ser": 0.9, "bleu": 1.0}))
+    offline = {"untuned": {"SER": 0.8, "BLEU": 2.0}, "full fine-tuning": {"SER": 0.05, "BLEU": 80.0},
+               "LoRA": {"SER": 0.1, "BLEU": 70.0}, "prefix-tuning": {"SER": 0.15, "BLEU": 60.0}}
+    text = real_e2e.read_side_by_side(offline, tmp_path)
+    assert "full fine-tuning: real E2E / offline: SER 5.0% -> 11.0% (2.2x), BLEU 80.0 -> 50.0 (0.62x)" in text
+    assert "offline: full fine-tuning < LoRA < prefix-tuning; real E2E (means): full fine-tuning < prefix-tuning" \
+           " < LoRA: different." in text
+    assert "separate for full fine-tuning < LoRA; the others overlap." in text
+    assert "seed 1: full fine-tuning 12.0% < LoRA 31.0% < prefix-tuning 35.0%" in text
+    assert "the order changes between seeds." in text and "untuned: one run" in text

@@ -48,7 +48,7 @@ def make_loader(pairs: Sequence[Pair], tokenizer, batch_size: int, max_len: int,
             if drop_long:
                 continue
             raise ValueError(f"Example {i} is {len(ids)} tokens, longer than max_len={max_len} ({mr!r}). "
-                             f"Raise max_len (at most the model's context, n_positions), "
+                             f"Raise max_len (at most the model's context, `context_length(model)`), "
                              f"or skip long examples with drop_long=True.")
         examples.append((ids, labels))
     if not examples:
