@@ -41,10 +41,11 @@ def test_stamp_names_the_run_that_made_the_outputs(path):
 
 
 def table(path: Path, header_word: str = "SER %") -> dict[str, dict[str, str]]:
-    """The last format_table printed in ``path`` whose header has ``header_word``: {method: {column: value}}."""
+    """The last format_table printed in ``path`` with a column named ``header_word``: {method: {column: value}}."""
     for cell in reversed(cells(path)):
         lines = text_of(cell).splitlines()
-        at = next((i for i, line in enumerate(lines) if header_word in line and line.startswith("method")), None)
+        at = next((i for i, line in enumerate(lines)
+                   if line.startswith("method") and header_word in re.split(r"\s{2,}", line.strip())), None)
         if at is not None:
             columns = re.split(r"\s{2,}", lines[at].strip())
             rows = [re.split(r"\s{2,}", line.strip()) for line in lines[at + 1:] if line.strip()]
