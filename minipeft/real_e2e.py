@@ -152,15 +152,19 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
     for n in names:
         r, o = real[n], offline[n]
         ser = f"{r.ser.mean / o['SER']:.1f}x" if o["SER"] else "from 0"
+        bleu = f"{r.bleu.mean / o['BLEU']:.2f}x" if o["BLEU"] else "from 0"
         lines.append(f"{n}: real E2E / {label}: SER {100 * o['SER']:.1f}% -> {100 * r.ser.mean:.1f}% ({ser}), "
-                     f"BLEU {o['BLEU']:.1f} -> {r.bleu.mean:.1f} ({r.bleu.mean / o['BLEU']:.2f}x)")
+                     f"BLEU {o['BLEU']:.1f} -> {r.bleu.mean:.1f} ({bleu})")
     by_ser = sorted(names, key=lambda n: offline[n]["SER"])
     real_order = sorted(names, key=lambda n: real[n].ser.mean)
-    lines.append(f"Order by SER, {label}: {' < '.join(by_ser)}; real E2E (means): {' < '.join(real_order)}: "
-                 + ("the same." if by_ser == real_order else "different."))
-    if min(real[n].ser.n for n in names) < 2:
-        lines.append("One seed per method: no intervals, so the real-E2E gaps between methods are not measured.")
+    if len(names) < 2:
+        lines.append("One method: nothing to order.")
     else:
+        lines.append(f"Order by SER, {label}: {' < '.join(by_ser)}; real E2E (means): {' < '.join(real_order)}: "
+                     + ("the same." if by_ser == real_order else "different."))
+    if len(names) > 1 and min(real[n].ser.n for n in names) < 2:
+        lines.append("One seed per method: no intervals, so the real-E2E gaps between methods are not measured.")
+    elif len(names) > 1:
         pairs = [(a, b) for i, a in enumerate(real_order) for b in real_order[i + 1:]]
         apart = [f"{a} < {b}" for a, b in pairs if real[a].ser.below(real[b].ser)]
         lines.append("95% SER intervals: " + (f"separate for {', '.join(apart)}; the others overlap." if apart else
@@ -173,7 +177,7 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
     for seed, ser in sorted(seeds.items()):
         orders[seed] = sorted((n for n in names if n in ser), key=ser.__getitem__)
         lines.append(f"  seed {seed}: " + " < ".join(f"{n} {100 * ser[n]:.1f}%" for n in orders[seed]))
-    if len(orders) > 1:
+    if len(orders) > 1 and len(names) > 1:
         same = all(o == real_order for o in orders.values())
         lines.append("Per seed: " + (
             f"the same order in all {len(orders)} seeds." if same else "the order changes between seeds."))

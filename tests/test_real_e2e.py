@@ -50,7 +50,8 @@ def test_a_ci_scale_run_writes_the_untuned_model_and_each_method_and_reads_back(
     assert "offline SER %" in lines[0]
     assert "this run (E2E) SER %" in real_e2e.side_by_side(offline, out, source="E2E").splitlines()[0]
     assert "offline SER" not in real_e2e.side_by_side(offline, out, source="E2E"), "an online run is not offline"
-    assert "One seed per method: no intervals" in real_e2e.read_side_by_side(offline, out)
+    two = {**offline, "full fine-tuning": {"SER": 0.05, "BLEU": 70.0}}
+    assert "One seed per method: no intervals" in real_e2e.read_side_by_side(two, out)
     assert "not run" not in next(line for line in lines if line.startswith("LoRA")), "LoRA's row has its runs"
     assert "Real E2E: mini-gpt2" in real_e2e.provenance_line(out)
 
@@ -87,3 +88,6 @@ def test_the_reading_is_computed_from_the_runs(tmp_path):
     assert "separate for full fine-tuning < LoRA; the others overlap." in text
     assert "seed 1: full fine-tuning 12.0% < LoRA 31.0% < prefix-tuning 35.0%" in text
     assert "the order changes between seeds." in text and "untuned: one run" in text
+    zero = real_e2e.read_side_by_side({"LoRA": {"SER": 0.0, "BLEU": 0.0}}, tmp_path)  # a smoke run may score 0
+    assert "LoRA: real E2E / offline: SER 0.0% -> 31.0% (from 0), BLEU 0.0 -> 50.0 (from 0)" in zero
+    assert "One method: nothing to order." in zero and "overlap" not in zero
