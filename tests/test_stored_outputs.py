@@ -95,14 +95,21 @@ def test_store_outputs_stamps_what_the_notebook_printed_and_refuses_without_it(t
 
     line = "minipeft profile: cpu (x) | base model: mini-gpt2 | device: CPU (2 threads) | torch 2, transformers 5"
     for printed, ok in ((line, True), ("hello", False)):
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 99 · A test"),
-                                             nbformat.v4.new_code_cell(f"print({printed!r})")])
+        old_run = {"execution": {"iopub.execute_input": "2026-11-28T15:19:44.100Z",
+                                 "shell.execute_reply": "2026-11-28T15:19:44.200Z"},
+                   "ExecuteTime": {"start_time": "2026-11-28T15:19:44.100Z", "end_time": "2026-11-28T15:19:44.200Z"},
+                   "tags": ["keep"]}
+        code = nbformat.v4.new_code_cell(f"print({printed!r})", metadata=dict(old_run))
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 99 · A test", metadata=dict(old_run)),
+                                             code])
         path = tmp_path / "99_test.ipynb"
         nbformat.write(nb, path)
         before = path.read_text()
         if ok:
             store_outputs.store(path, timeout=60)
             assert stored(path) == ("cpu", "mini-gpt2")
+            # an earlier run's timestamps are dropped from every cell (a viewer shows them beside the stamp)
+            assert [cell["metadata"] for cell in cells(path)] == [{"tags": ["keep"]}] * 2
         else:
             with pytest.raises(SystemExit, match="no setup_notebook"):
                 store_outputs.store(path, timeout=60)

@@ -6,8 +6,9 @@
 The repository's notebooks carry the outputs of a real run, so a reader on GitHub or Colab sees every method
 work before running anything. The first cell gets one line saying which profile, base model and machine made
 them, when, and how long the run took; progress bars are stored at their final state
-(:mod:`minipeft.tools.clean_outputs`). CI (nbval, ``ci`` profile) compares only the cells marked
-``# NBVAL_CHECK_OUTPUT``, whose output does not depend on the profile.
+(:mod:`minipeft.tools.clean_outputs`). No cell keeps timing metadata (``metadata.execution``, ``ExecuteTime``)
+from this or an earlier run: JupyterLab shows it, and old timestamps would contradict the stamp. CI (nbval, ``ci``
+profile) compares only the cells marked ``# NBVAL_CHECK_OUTPUT``, whose output does not depend on the profile.
 """
 
 from __future__ import annotations
@@ -45,9 +46,24 @@ def stamp(profile: str, model: str, minutes: float) -> str:
             f"{minutes:.0f} min to run. `make outputs` regenerates them (`python scripts/store_outputs.py`).")
 
 
+CELL_TIMINGS = ("execution", "ExecuteTime")  # nbclient's and the ExecuteTime extension's per-cell timestamps
+
+
+def drop_cell_timings(nb: nbformat.NotebookNode) -> list[int]:
+    """Remove every cell's timing metadata (``CELL_TIMINGS``) from ``nb`` in place; returns the cells changed."""
+    changed = []
+    for index, cell in enumerate(nb.cells):
+        found = [key for key in CELL_TIMINGS if key in cell.metadata]
+        for key in found:
+            del cell.metadata[key]
+        if found:
+            changed.append(index)
+    return changed
+
+
 def store(path: Path, timeout: int) -> float:
-    """Execute ``path`` in place (outputs replaced, progress bars at their final state), stamp its first cell;
-    returns the minutes it took."""
+    """Execute ``path`` in place (outputs replaced, progress bars at their final state, no per-cell timings), stamp
+    its first cell; returns the minutes it took."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": path.parent}})
@@ -62,6 +78,7 @@ def store(path: Path, timeout: int) -> float:
                          "the notebook is left as it was.")
     line = stamp(*found.groups(), minutes)  # the profile and base model the notebook itself printed
     nb = nbformat.from_dict(clean_progress_bars(nb)[0])
+    drop_cell_timings(nb)
     intro = nb.cells[0]
     intro.source = STAMP.sub(line, intro.source) if STAMP.search(intro.source) else f"{intro.source}\n\n{line}"
     nbformat.write(nb, path)
