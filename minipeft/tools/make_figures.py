@@ -141,7 +141,7 @@ def robot(ax: Axes, cx: float, y0: float, look: Look) -> None:
 
 
 def draw_robot(ax: Axes) -> None:
-    write(ax, 5.25, 6.35, "The Transformer robot: refit it with a mission kit, or rebuild it?", size=15, bold=True)
+    write(ax, 5.25, 6.35, "The Transformer robot: clip on a mission kit, or refit every part?", size=15, bold=True)
 
     # left: PEFT, one frozen robot with two kits clipped on, and a rack of kits for other missions
     write(ax, 3.2, 5.87, "PEFT: keep the robot, clip on a small kit", size=13, bold=True)
@@ -168,11 +168,11 @@ def draw_robot(ax: Axes) -> None:
 
     ax.plot([6.6, 6.6], [0.85, 5.95], color="#bbbbbb", lw=1.2, ls=(0, (5, 4)))
 
-    # right: full fine-tuning, every part of the robot changes, and a full copy per mission
-    write(ax, 8.6, 5.87, "Full fine-tuning: rebuild the robot", size=13, bold=True)
+    # right: full fine-tuning, every part of the robot is trained, and a full copy per mission
+    write(ax, 8.6, 5.87, "Full fine-tuning: refit every part", size=13, bold=True)
     robot(ax, 8.85, y0 + 0.1, Look("#fff3e6", "#f2b07a"))  # the copy for another mission, behind
     robot(ax, 8.25, y0, TRAIN)
-    write(ax, 8.25, y0 + 2.2, "every\nweight\nchanges")
+    write(ax, 8.25, y0 + 2.2, "every\nweight\nis trained")
     write(ax, 6.85, y0 - 0.38, "gradients and AdamW state for every weight;\na full copy of the model per mission",
           ha="left", size=10.5)
 
