@@ -46,7 +46,7 @@ class Rating:
 # The article's table, row by row, in its order (特征 = feature; 前缀微调 = prefix-tuning).
 TABLE = (
     Rating("参数效率", "parameter efficiency", "中等", "medium", "高", "high", "lora",
-           "LoRA keeps fewer parameters than prefix-tuning",
+           "LoRA trains fewer parameters than prefix-tuning (and keeps no more)",
            (("参数效率:LoRA 只需要训练少量低秩矩阵的参数,相比于全参数微调和前缀微调,参数效率更高。",
              "Parameter efficiency: LoRA only needs to train the parameters of a few low-rank matrices; compared with "
              "full fine-tuning and prefix-tuning, its parameter efficiency is higher."),

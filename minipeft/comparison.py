@@ -129,10 +129,12 @@ def plot_rows(results: Sequence[RowResult], axes=None):
         ax.set_xlim(-0.6, len(res.evidence) - 0.4)
         ax.set_ylabel(f"{res.evidence[0].unit} (lower is better)", fontsize=8)
         means = [v.mean for e in res.evidence for v in (e.prefix, e.lora) if v.mean > 0]
+        top = max(v.high for e in res.evidence for v in (e.prefix, e.lora))
         if means and max(means) / min(means) > 20:
             ax.set_yscale("log")
+            ax.set_ylim(top=top * 2)  # a margin above the highest dot, so no dot sits on the spine
         else:
-            ax.set_ylim(bottom=0)  # from zero: a 4% gap should look like one
+            ax.set_ylim(0, top * 1.08)  # from zero: a 4% gap should look like one; a margin above the highest dot
     drawn = next(ax for ax, res in zip(axes, results, strict=True) if res.evidence)
     handles, labels = drawn.get_legend_handles_labels()
     axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8, frameon=False)

@@ -276,4 +276,5 @@ def test_the_figure_draws_every_row_with_its_verdict():
         assert res.rating.feature_en in ax.get_title() and res.verdict in ax.get_title()
     assert len(axes[0].containers) == 2 and not axes[0].patches and not axes[3].axison  # prefix and LoRA, as dots
     assert "judgement" in axes[3].texts[0].get_text()
+    assert axes[0].get_ylim()[1] > 2.1 * 1.05  # a margin above the highest dot's bar: no dot sits on the top spine
     matplotlib.pyplot.close(axes[0].figure)  # later tests draw on the current axes
