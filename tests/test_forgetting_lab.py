@@ -277,6 +277,10 @@ def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provi
     mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
                               3, "depends on the learning rate")
     assert "less at 1 of 2 matched task losses" in mixed.finding() and mixed.finding().endswith("learning rate.")
+    flat = MatchedComparison("full", "prefix P=10", "english", [0.45, 0.5], [iv(0.1), iv(0.2)], [iv(2.041), iv(2.039)],
+                             2, "not settled")
+    assert "against +2.04 for prefix P=10" in flat.finding()  # ends equal at two decimals: one number, not "a to a"
+    assert "seed-resampled range" in flat.summary() and "95%" not in flat.summary()  # a bootstrap, not a 95% CI
 
 
 def test_run_missing_skips_written_runs_and_stops_at_max_runs(tmp_path, capsys):

@@ -66,7 +66,8 @@ class MatchedComparison:
                f"less at {less} of {len(self.levels)} matched task losses")
 
         def span(xs: list[Interval]) -> str:
-            return f"{min(x.mean for x in xs):+.2f} to {max(x.mean for x in xs):+.2f}"
+            low, high = f"{min(x.mean for x in xs):+.2f}", f"{max(x.mean for x in xs):+.2f}"
+            return low if low == high else f"{low} to {high}"
 
         gate = "" if self.seeds >= MIN_SEEDS else f"; {self.seeds} seed(s) so far, {MIN_SEEDS} needed for a verdict"
         return (f"{self.claimed_method} forgets {way} ({span(self.claimed)} nats against {span(self.other)} for "
@@ -80,7 +81,7 @@ class MatchedComparison:
                     f"verdict {self.verdict}.")
         spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} {c.bounds('+.2f')} vs {o.mean:+.2f} "
                           f"{o.bounds('+.2f')}" for lv, c, o in self.rows())
-        return (f"Forgetting on {self.text} text (nats, mean and 95% interval over {self.seeds} seed(s)), "
+        return (f"Forgetting on {self.text} text (nats, mean and seed-resampled range over {self.seeds} seed(s)), "
                 f"{self.claimed_method} vs {self.other_method}: {spans}. \"{self.claimed_method} forgets less\": "
                 f"{self.verdict}.")
 

@@ -144,8 +144,10 @@ def matched_levels(a: Sequence[Point], b: Sequence[Point], n: int = 5) -> list[f
 
 
 def at_matched_loss(front: Sequence[Point], levels: Sequence[float], seed: int = 0) -> list[Interval]:
-    """Forgetting at each task loss of ``levels`` along ``front``, with a 95% percentile-bootstrap interval (a
-    replicate whose front does not reach a level is left out of that level's interval)."""
+    """Forgetting at each task loss of ``levels`` along ``front``, with the 2.5-97.5 percentile range of a bootstrap
+    that resamples each rate's seeds (a replicate whose front does not reach a level is left out of that level's
+    range). With two or three seeds a rate has few distinct resamples, so the range shows the seeds' spread and is
+    narrower than a 95% t-interval: a seed-resampled range, not a 95% confidence interval."""
     rng = random.Random(seed)
     replicates = [_resample(front, rng) for _ in range(N_BOOT)]
     out = []
