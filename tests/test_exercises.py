@@ -76,3 +76,38 @@ def test_without_solutions_mode_the_learners_function_stays(monkeypatch):
          "check('99.1', count_parameters, lambda f: f(__import__('torch').nn.Linear(3, 2)) == 8)", namespace)
     with pytest.raises(NotImplementedError):
         namespace["count_parameters"](None)
+
+
+def test_a_prediction_is_compared_with_the_learners_function_and_a_miss_is_reported_not_failed(capsys):
+    import torch
+
+    def right(m):
+        return sum(p.numel() for p in m.parameters())
+
+    layer = torch.nn.Linear(3, 2)
+    for prediction, said in ((8, "8 agrees with your function: 8"), (8.05, "agrees"),
+                             (9, "9, but your function gives 8"), (None, "none written"),
+                             ("eight", "'eight', but your function gives 8"), ((1e4, True), "(1e+04, True), but")):
+        check(KEY, right, lambda f: f(layer) == 8, prediction=prediction, measured=lambda f: f(layer))
+        out = capsys.readouterr().out
+        assert "Exercise 99.1: correct!" in out and "Exercise 99.1, prediction: " in out and said in out, out
+
+
+def test_predictions_agree_within_one_percent_and_words_and_yes_no_exactly():
+    from minipeft.exercises import agrees
+
+    assert agrees(112, 112.0) and agrees(111, 112.0) and not agrees(110, 112.0)
+    assert agrees(("Smaller ", False), ("smaller", False)) and not agrees(("smaller", 0), ("smaller", False))
+    assert not agrees(True, 1) and not agrees((112,), (112, False)) and not agrees("larger", "smaller")
+
+
+def test_an_unwritten_exercise_reveals_no_measured_answer(capsys, monkeypatch):
+    monkeypatch.delenv("MINIPEFT_SOLUTIONS", raising=False)
+
+    def still_unwritten(model):  # local: solutions mode replaced the module's `unwritten` in an earlier test
+        raise NotImplementedError
+
+    check(KEY, still_unwritten, lambda f: f(__import__("torch").nn.Linear(3, 2)) == 8, prediction=7,
+          measured=lambda f: f(__import__("torch").nn.Linear(3, 2)))
+    out = capsys.readouterr().out
+    assert "not written yet" in out and "prediction" not in out
