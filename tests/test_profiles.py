@@ -61,10 +61,14 @@ def test_setup_line_names_the_model_the_notebook_builds_on(monkeypatch):
     monkeypatch.delenv("MINIPEFT_BASE_MODEL", raising=False)
     cpu = get_profile("cpu")
     assert "| base model: smollm2-135m |" in describe(cpu, torch.device("cpu"))
-    assert "| base model: mini-gpt2 |" in describe(cpu, torch.device("cpu"), gpt2=True)  # notebooks 02-04
+    # notebook 04 trains only the mini GPT-2: its line does not describe the profile's SmolLM2 runs
+    only_gpt2 = describe(cpu, torch.device("cpu"), gpt2=True)
+    assert "| base model: mini-gpt2 |" in only_gpt2 and "SmolLM2" not in only_gpt2
+    assert f"({cpu.gpt2_steps}-step training runs of mini-gpt2 only; the profile's smollm2-135m is not used here)" \
+        in only_gpt2
     # notebooks 02 and 03 build on the mini GPT-2 and train on SmolLM2: the line names both, the trained one last
     both = describe(cpu, torch.device("cpu"), gpt2=True, trains_base=True)
-    assert "| built on: mini-gpt2 | base model: smollm2-135m |" in both
+    assert "| built on: mini-gpt2 | base model: smollm2-135m |" in both and f"({cpu.description})" in both
     for name in ("ci", "gpu"):  # one model builds and trains: named once
         line = describe(get_profile(name), torch.device("cpu"), gpt2=True, trains_base=True)
         assert "built on" not in line and f"| base model: {PROFILES[name].base_model} |" in line

@@ -96,9 +96,9 @@ def test_notebook_00_runs_in_the_gpu_profiles_dry_run_on_the_standin(tmp_path_fa
 
 
 def test_no_cell_gives_a_verdict_from_a_dry_runs_numbers():
-    """A dry run trains 2 steps on random weights: a cell that prints a verdict (02's on prompts, 05's, 06's on the
-    article's forgetting claim, 07's table) must say "none (dry run)" there instead of judging on those numbers
-    (02: the stand-in's prompts)."""
+    """A dry run trains 2 steps on random weights: a cell that prints a verdict (02's on prompts, 04's findings, 05's,
+    06's on the article's forgetting claim, 07's table) must say "none (dry run)" there instead of judging on those
+    numbers (02: the stand-in's prompts)."""
     judging = []
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
@@ -106,5 +106,5 @@ def test_no_cell_gives_a_verdict_from_a_dry_runs_numbers():
             if cell["cell_type"] == "code" and "print" in source and "verdict" in source.lower():
                 judging.append(path.name)
                 assert "profile.dry_run" in source, f"{path.name}: prints a verdict without checking for a dry run"
-    assert sorted(set(judging)) == ["02_prefix_tuning.ipynb", "05_gpt2_finetune.ipynb", "06_forgetting.ipynb",
-                                    "07_comparison.ipynb"]
+    assert sorted(set(judging)) == ["02_prefix_tuning.ipynb", "04_rank_visualizations.ipynb", "05_gpt2_finetune.ipynb",
+                                    "06_forgetting.ipynb", "07_comparison.ipynb"]
