@@ -352,10 +352,9 @@ def rungs(records: list[dict]) -> list[Rung]:
 
 def format_ladder(table: list[Rung]) -> str:
     """The ladder as a table: one row per method, means with their 95% intervals over the seeds."""
-    def iv(i: Interval, scale: float = 1, digits: int = 1) -> str:
-        return f"{i.mean * scale:.{digits}f} [{i.low * scale:.{digits}f}, {i.high * scale:.{digits}f}]"
-    return format_table([{"method": r.name, "lr": f"{r.lr:.3g}", "seeds": r.ser.n, "SER % [95%]": iv(r.ser, 100),
-                          "BLEU [95%]": iv(r.bleu), "task loss": iv(r.task_loss, digits=3), "trainable": r.trainable,
+    return format_table([{"method": r.name, "lr": f"{r.lr:.3g}", "seeds": r.ser.n,
+                          "SER % [95%]": r.ser.scaled(100).format(".1f"), "BLEU [95%]": r.bleu.format(".1f"),
+                          "task loss": r.task_loss.format(".3f"), "trainable": r.trainable,
                           "stored": r.stored, "weights MB": r.weight_mb, "s/step": f"{r.step_seconds:.3f}",
                           "memory MB": r.memory_mb} for r in table])
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from torch import nn
 
 from .data import Pair, e2e_devset_path, group_by_mr, load_e2e_csv
-from .forgetting.frontier import Interval
 from .forgetting.lab import provenance, write_json
 from .ladder import NAMES, LadderContext, LadderRun, LadderScale, Rung, rungs, score_sentences, sweep
 from .paths import REPO_ROOT
@@ -97,12 +96,22 @@ def run_real_e2e(profile: str | Profile = "cpu", devset: str | Path | None = Non
     return written + sweep(runs, ctx, out, max_runs)
 
 
+def run_records(out: str | Path = RESULTS_DIR) -> list[dict]:
+    """Every committed run's record, sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*-seed*.json"))]
+
+
 def load_results(out: str | Path = RESULTS_DIR) -> tuple[dict | None, list[Rung]]:
     """The committed measurement: the untuned record (None if absent) and one :class:`Rung` per method."""
     out = Path(out)
     base = json.loads((out / "untuned.json").read_text()) if (out / "untuned.json").is_file() else None
-    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*-seed*.json"))]
+    records = run_records(out)
     return base, rungs(records) if records else []
+
+
+def by_method(table: list[Rung]) -> dict[str, Rung]:
+    """``{method name: rung}``, the names notebook 05 uses (a Rung's own name adds LoRA's rank)."""
+    return {NAMES[r.method]: r for r in table}
 
 
 def _this_run(source: str) -> str:
@@ -116,10 +125,7 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
     seeds), one row per method."""
     label = _this_run(source)
     base, table = load_results(out)
-    real = {NAMES[r.method]: r for r in table}  # by method: a Rung's own name adds LoRA's rank
-
-    def iv(x: Interval, scale: float = 1) -> str:
-        return f"{x.mean * scale:.1f} [{x.low * scale:.1f}, {x.high * scale:.1f}]"
+    real = by_method(table)
 
     rows = []
     for name, score in offline.items():
@@ -129,8 +135,8 @@ def side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RESULTS
                     "seeds": "-"}
         elif name in real:
             r = real[name]
-            row |= {"real E2E SER % [95%]": iv(r.ser, scale=100), "real E2E BLEU [95%]": iv(r.bleu),
-                    "seeds": r.ser.n}
+            row |= {"real E2E SER % [95%]": r.ser.scaled(100).format(".1f"),
+                    "real E2E BLEU [95%]": r.bleu.format(".1f"), "seeds": r.ser.n}
         else:
             row |= {"real E2E SER % [95%]": "not run", "real E2E BLEU [95%]": "not run", "seeds": 0}
         rows.append(row)
@@ -144,7 +150,7 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
     each seed of the committed runs."""
     label = _this_run(source)
     base, table = load_results(out)
-    real = {NAMES[r.method]: r for r in table}
+    real = by_method(table)
     names = [n for n in offline if n in real]
     if not names:
         return f"Reading: no committed real-E2E run to compare with ({provenance_line(out)})"
@@ -170,8 +176,7 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
         lines.append("95% SER intervals: " + (f"separate for {', '.join(apart)}; the others overlap." if apart else
                                                "every pair overlaps, so the means alone do not order the methods."))
     seeds: dict[int, dict[str, float]] = {}
-    for path in sorted((Path(out) / "runs").glob("*-seed*.json")):
-        record = json.loads(path.read_text())
+    for record in run_records(out):
         seeds.setdefault(record["seed"], {})[NAMES[record["method"]]] = record["ser"]
     orders = {}
     for seed, ser in sorted(seeds.items()):

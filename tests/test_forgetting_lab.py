@@ -34,6 +34,8 @@ def test_one_seed_prints_its_interval_as_not_available_never_as_zero_width():
     assert str(t_interval([5.0])) == "5.000 n/a (1 seed)"  # not "5.000 [5.000, 5.000]": unknown, not certain
     assert t_interval([1.0, 2.0, 3.0]).bounds("+.2f") == "[-0.48, +4.48]"
     assert str(Interval(1.0, 0.5, 1.5, 2)) == "1.000 [0.500, 1.500]"
+    assert Interval(0.1, 0.05, 0.15, 3).scaled(100).format(".1f") == "10.0 [5.0, 15.0]"  # a rate as a percentage
+    assert t_interval([0.2]).scaled(100).format(".1f") == "20.0 n/a (1 seed)"
 
 
 def test_pareto_drops_points_beaten_on_both_axes():

@@ -111,6 +111,8 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     assert "prompt tuning" not in lines[1] and "LoRA r=2" in lines[1], "prompt tuning is far worse: not tied"
     assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2] and "lightest model in memory: QLoRA" in lines[2]
     assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
+    one_seed = ladder.format_ladder(ladder.rungs(records[:1]))
+    assert "10.0 n/a (1 seed)" in one_seed and "[10.0, 10.0]" not in one_seed, "one seed: no zero-width interval"
 
 
 PEAK_RSS_CHECK = """

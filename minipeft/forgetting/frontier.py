@@ -48,8 +48,16 @@ class Interval:
             return f"n/a ({self.n} seed)"
         return f"[{self.low:{spec}}, {self.high:{spec}}]"
 
+    def scaled(self, factor: float) -> Interval:
+        """The same interval in other units (a rate as a percentage: ``scaled(100)``)."""
+        return Interval(self.mean * factor, self.low * factor, self.high * factor, self.n)
+
+    def format(self, spec: str = ".3f") -> str:
+        """``mean [low, high]``, each with ``spec`` (:meth:`bounds`: one seed prints ``n/a``)."""
+        return f"{self.mean:{spec}} {self.bounds(spec)}"
+
     def __str__(self) -> str:
-        return f"{self.mean:.3f} {self.bounds()}"
+        return self.format()
 
 
 def t_interval(values: Sequence[float]) -> Interval:
