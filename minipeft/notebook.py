@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from .profiles import DRY_RUN_ENV, Profile, get_device, get_profile
+from .profiles import Profile, dry_run_description, get_device, get_profile
 from .seeding import seed_everything
 
 
@@ -47,7 +47,7 @@ def describe(profile: Profile, device: torch.device, gpt2: bool = False, trains_
         about = (f"{profile.gpt2_steps}-step training runs of {model} only; the profile's {profile.base_model} "
                  "is not used here")
         if profile.dry_run:
-            about = f"DRY RUN ({DRY_RUN_ENV}=1) of {about}: no number it prints is a result"
+            about = dry_run_description(about)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return (f"minipeft profile: {profile.name} ({about}) | {built}base model: {model} | "
             f"device: {where} | torch {torch.__version__.split('+')[0]}, transformers {transformers.__version__}")

@@ -131,9 +131,13 @@ def dry_run(profile: Profile) -> Profile:
         return profile
     return replace(profile, train_steps=2, gpt2_steps=2, sweep_steps=2, eval_every=1, eval_batches=1,
                    n_train=4 * profile.batch_size, n_val=2 * profile.batch_size, n_test=16, n_seeds=1,
-                   max_new_tokens=4, dry_run=True,
-                   description=f"DRY RUN ({DRY_RUN_ENV}=1) of {profile.description}, every count cut to the "
-                               f"minimum: no number it prints is a result")
+                   max_new_tokens=4, dry_run=True, description=dry_run_description(profile.description))
+
+
+def dry_run_description(description: str) -> str:
+    """What a dry run of a run described by ``description`` is (the first output line of every notebook says it)."""
+    return (f"DRY RUN ({DRY_RUN_ENV}=1) of {description}, every count cut to the minimum: no number it prints is "
+            "a result")
 
 
 def with_overrides(profile: Profile) -> Profile:
