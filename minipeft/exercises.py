@@ -109,8 +109,8 @@ def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., An
     """Check exercise ``key`` and print the verdict; an answer that is written but wrong raises AssertionError.
     With ``measured``, a passing answer's ``measured(answer)`` is printed beside the learner's ``prediction``."""
     assert _passes(key, test, _reference(key)), f"exercise {key}: the reference solution fails its own check"
-    if measured is not None:
-        measured(_reference(key))  # the comparison itself runs on the reference, so a broken one fails in CI
+    # the comparison itself runs on the reference, so a broken one fails in CI
+    reference_value = measured(_reference(key)) if measured is not None else None
     try:
         passed = _passes(key, test, answer)
     except NotImplementedError:
@@ -118,7 +118,7 @@ def check(key: str, answer: Callable[..., Any], test: Callable[[Callable[..., An
             fill_in(answer, _reference(key))
             print(f"Exercise {key}: solution filled in ({SOLUTIONS_ENV}=1) and checked.")
             if measured is not None:
-                _compare(key, prediction, measured(_reference(key)), "the solution")
+                _compare(key, prediction, reference_value, "the solution")
             return
         print(f"Exercise {key}: not written yet. Write it and run this cell again; "
               f"stuck? `show_solution({key!r})`.")
