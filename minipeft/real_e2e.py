@@ -101,11 +101,13 @@ def run_records(out: str | Path = RESULTS_DIR) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*-seed*.json"))]
 
 
-def load_results(out: str | Path = RESULTS_DIR) -> tuple[dict | None, list[Rung]]:
-    """The committed measurement: the untuned record (None if absent) and one :class:`Rung` per method."""
+def load_results(out: str | Path = RESULTS_DIR, records: list[dict] | None = None
+                 ) -> tuple[dict | None, list[Rung]]:
+    """The committed measurement: the untuned record (None if absent) and one :class:`Rung` per method (from
+    ``records`` where the caller has already read them with :func:`run_records`)."""
     out = Path(out)
     base = json.loads((out / "untuned.json").read_text()) if (out / "untuned.json").is_file() else None
-    records = run_records(out)
+    records = run_records(out) if records is None else records
     return base, rungs(records) if records else []
 
 
@@ -149,7 +151,8 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
     ``offline`` (SER and BLEU), whether the methods' 95% SER intervals separate, and the methods' order by SER in
     each seed of the committed runs."""
     label = _this_run(source)
-    base, table = load_results(out)
+    records = run_records(out)  # read once: the rungs and the per-seed orders below
+    base, table = load_results(out, records)
     real = by_method(table)
     names = [n for n in offline if n in real]
     if not names:
@@ -176,7 +179,7 @@ def read_side_by_side(offline: dict[str, dict[str, float]], out: str | Path = RE
         lines.append("95% SER intervals: " + (f"separate for {', '.join(apart)}; the others overlap." if apart else
                                                "every pair overlaps, so the means alone do not order the methods."))
     seeds: dict[int, dict[str, float]] = {}
-    for record in run_records(out):
+    for record in records:
         seeds.setdefault(record["seed"], {})[NAMES[record["method"]]] = record["ser"]
     orders = {}
     for seed, ser in sorted(seeds.items()):
