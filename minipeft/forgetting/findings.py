@@ -81,7 +81,7 @@ class MatchedComparison:
                     f"verdict {self.verdict}.")
         spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} {c.bounds('+.2f')} vs {o.mean:+.2f} "
                           f"{o.bounds('+.2f')}" for lv, c, o in self.rows())
-        return (f"Forgetting on {self.text} text (nats, mean and seed-resampled range over {self.seeds} seed(s)), "
+        return (f"Forgetting on {self.text} text (nats, mean and 95% t-interval over {self.seeds} seed(s)), "
                 f"{self.claimed_method} vs {self.other_method}: {spans}. \"{self.claimed_method} forgets less\": "
                 f"{self.verdict}.")
 
