@@ -105,6 +105,24 @@ def test_frontier_table_and_plot_read_the_runs():
     plt.close("all")
 
 
+def test_rate_labels_of_points_on_one_spot_do_not_print_over_each_other():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minipeft.forgetting.report import spread_labels
+
+    ax = plt.figure(dpi=100).gca()
+    ax.plot([0.0, 1.0], [0.0, 1.0])
+    labels = [ax.annotate(s, (0.5, 0.5), textcoords="offset points", xytext=(4, 3)) for s in ("a", "b", "c")]
+    far = ax.annotate("d", (0.0, 0.0), textcoords="offset points", xytext=(4, 3))  # alone: left where it was
+    spread_labels(ax, [*labels, far], gap_pt=9.0)
+    assert sorted(label.get_position()[1] for label in labels) == [3 - 18, 3 - 9, 3]  # one line apart each
+    assert far.get_position() == (4, 3)
+    plt.close("all")
+
+
 def test_one_seed_rates_print_no_interval_in_the_table_and_the_summary():
     from minipeft.forgetting.report import frontier_table
 

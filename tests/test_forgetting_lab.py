@@ -76,7 +76,32 @@ def test_matched_loss_comparison_separates_a_clear_gap_and_repeats():
     assert all(b.below(a) for a, b in zip(p, q))
     assert verdict(p, q) == "not supported"  # "prefix forgets less" where it forgets more everywhere
     assert verdict(q, p) == "supported"
-    assert at_matched_loss(prefix, levels) == p  # the bootstrap has a fixed seed
+
+
+def test_the_matched_loss_interval_is_welchs_t_interval_of_the_interpolated_mean():
+    # two rates, 3 seeds each; task loss 0.5 lies halfway between their mean losses 0.6 and 0.4
+    front = _front([(1e-3, [0.6, 0.6, 0.6], [1.0, 2.0, 3.0]), (1e-2, [0.4, 0.4, 0.4], [3.0, 4.0, 5.0])])
+    (mid,) = at_matched_loss(front, [0.5])
+    var = 0.25 * 1.0 / 3 + 0.25 * 1.0 / 3  # (1-w)^2 s0^2/n0 + w^2 s1^2/n1, w = 1/2, s^2 = 1
+    df = var ** 2 / ((0.25 / 3) ** 2 / 2 + (0.25 / 3) ** 2 / 2)  # Welch-Satterthwaite: 4.0, so t(0.975, 4)
+    assert math.isclose(df, 4.0) and math.isclose(mid.mean, 3.0) and mid.n == 3
+    half = 2.776 * math.sqrt(var)
+    assert math.isclose(mid.high - mid.mean, half) and math.isclose(mid.mean - mid.low, half)
+    (end,) = at_matched_loss(front, [0.4])  # a front point itself: that rate's own t-interval
+    assert math.isclose(end.mean, 4.0) and math.isclose(end.high - 4.0, 4.303 / math.sqrt(3))
+    assert math.isnan(at_matched_loss(front, [0.7])[0].mean), "outside the front: no reading"
+    (thin,) = at_matched_loss(_front([(1e-3, [0.6], [1.0]), (1e-2, [0.4, 0.4], [3.0, 4.0])]), [0.5])
+    assert thin.n == 1 and thin.bounds() == "n/a (1 seed)"
+
+
+def test_three_noisy_seeds_do_not_separate_what_their_means_order():
+    # the prefix forgets more in the means, but one seed of three is far off: a 95% t-interval over 3 seeds is wide
+    prefix = _front([(1e-3, [0.44, 0.44, 0.45], [1.99, 2.10, 1.22]), (3e-3, [0.50, 0.56, 0.52], [2.4, 2.0, 1.9])])
+    lora = _front([(1e-3, [0.52, 0.52, 0.53], [0.75, 0.63, 0.70]), (3e-3, [0.42, 0.43, 0.43], [1.5, 1.2, 1.4])])
+    levels = matched_levels(prefix, lora, n=3)
+    p, q = at_matched_loss(prefix, levels), at_matched_loss(lora, levels)
+    assert all(a.mean > b.mean for a, b in zip(p, q)) and not any(b.below(a) or a.below(b) for a, b in zip(p, q))
+    assert verdict(p, q) == "not supported"  # never less even in the means: the rule's own words
 
 
 def test_no_overlap_in_task_loss_gives_no_levels():
@@ -273,16 +298,22 @@ def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provi
 
     two = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.45, 0.5], [iv(2.0), iv(1.9)],
                             [iv(1.4), iv(1.0)], 2, "not settled")
-    assert two.finding() == ("prefix P=10 forgets more at every matched task loss (+1.90 to +2.00 nats against "
-                             "+1.00 to +1.40 for lora r=8 qv, task loss 0.450 to 0.500): \"prefix P=10 forgets less\" "
-                             "is not settled; 2 seed(s) so far, 3 needed for a verdict.")
+    assert two.finding() == ("prefix P=10 forgets more at 2 matched task losses, 0.450 to 0.500 (+1.90 to +2.00 "
+                             "nats against +1.00 to +1.40 for lora r=8 qv): \"prefix P=10 forgets less\" is not "
+                             "settled; 2 seed(s) so far, 3 needed for a verdict.")
+    one = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.442], [iv(1.773)], [iv(1.261)], 3,
+                            "not supported")
+    assert one.where() == "at the one matched task loss 0.442" and one.direction() == "more"
+    assert one.finding().startswith("prefix P=10 forgets more at the one matched task loss 0.442 (+1.77 nats against "
+                                    "+1.26 for lora r=8 qv)")
     mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
                               3, "depends on the learning rate")
-    assert "less at 1 of 2 matched task losses" in mixed.finding() and mixed.finding().endswith("learning rate.")
+    assert "less at 1 of 2 matched task losses, 0.450 to 0.500 (" in mixed.finding()
+    assert mixed.finding().endswith("learning rate.")
     flat = MatchedComparison("full", "prefix P=10", "english", [0.45, 0.5], [iv(0.1), iv(0.2)], [iv(2.041), iv(2.039)],
                              2, "not settled")
     assert "against +2.04 for prefix P=10" in flat.finding()  # ends equal at two decimals: one number, not "a to a"
-    assert "seed-resampled range" in flat.summary() and "95%" not in flat.summary()  # a bootstrap, not a 95% CI
+    assert "95% t-interval" in flat.summary()
 
 
 def test_run_missing_skips_written_runs_and_stops_at_max_runs(tmp_path, capsys):

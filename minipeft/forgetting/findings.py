@@ -55,24 +55,34 @@ class MatchedComparison:
     def rows(self) -> list[tuple[float, Interval, Interval]]:
         return list(zip(self.levels, self.claimed, self.other, strict=True))
 
+    def where(self) -> str:
+        """Where the fronts were read: "at the one matched task loss 0.442" or "at 3 matched task losses, 0.426 to
+        0.446"."""
+        if len(self.levels) == 1:
+            return f"at the one matched task loss {self.levels[0]:.3f}"
+        return f"at {len(self.levels)} matched task losses, {self.levels[0]:.3f} to {self.levels[-1]:.3f}"
+
+    def direction(self) -> str:
+        """Which way the means point: "less", "more", or "less at 1 of 3" (``claimed_method`` forgets ...)."""
+        less = sum(c.mean < o.mean for _, c, o in self.rows())
+        return "less" if less == len(self.levels) else "more" if less == 0 else f"less at {less} of {len(self.levels)}"
+
     def finding(self) -> str:
         """What the comparison found, in one short sentence: which way the means point at the matched task losses,
         and the verdict (marked provisional while a rate has fewer than :data:`MIN_SEEDS` seeds)."""
         if not self.levels:
             return f"{self.claimed_method} vs {self.other_method}: no common task loss yet."
-        less = sum(c.mean < o.mean for _, c, o in self.rows())
-        way = ("less at every matched task loss" if less == len(self.levels) else
-               "more at every matched task loss" if less == 0 else
-               f"less at {less} of {len(self.levels)} matched task losses")
+        way = self.direction()
+        where = (f"{way} matched task losses, {self.levels[0]:.3f} to {self.levels[-1]:.3f}" if " of " in way
+                 else f"{way} {self.where()}")
 
         def span(xs: list[Interval]) -> str:
             low, high = f"{min(x.mean for x in xs):+.2f}", f"{max(x.mean for x in xs):+.2f}"
             return low if low == high else f"{low} to {high}"
 
         gate = "" if self.seeds >= MIN_SEEDS else f"; {self.seeds} seed(s) so far, {MIN_SEEDS} needed for a verdict"
-        return (f"{self.claimed_method} forgets {way} ({span(self.claimed)} nats against {span(self.other)} for "
-                f"{self.other_method}, task loss {self.levels[0]:.3f} to {self.levels[-1]:.3f}): "
-                f"\"{self.claimed_method} forgets less\" is {self.verdict}{gate}.")
+        return (f"{self.claimed_method} forgets {where} ({span(self.claimed)} nats against {span(self.other)} for "
+                f"{self.other_method}): \"{self.claimed_method} forgets less\" is {self.verdict}{gate}.")
 
     def summary(self) -> str:
         """One sentence, every number formatted from the comparison."""
@@ -81,7 +91,7 @@ class MatchedComparison:
                     f"verdict {self.verdict}.")
         spans = ", ".join(f"at task loss {lv:.3f} {c.mean:+.2f} {c.bounds('+.2f')} vs {o.mean:+.2f} "
                           f"{o.bounds('+.2f')}" for lv, c, o in self.rows())
-        return (f"Forgetting on {self.text} text (nats, mean and seed-resampled range over {self.seeds} seed(s)), "
+        return (f"Forgetting on {self.text} text (nats, mean and 95% t-interval over {self.seeds} seed(s)), "
                 f"{self.claimed_method} vs {self.other_method}: {spans}. \"{self.claimed_method} forgets less\": "
                 f"{self.verdict}.")
 

@@ -5,8 +5,8 @@ learned; lower is more) against the mean forgetting (how much general-text cross
 95% interval over the seeds. Two methods are compared **at matched task loss**: "for the same amount learned, which
 forgets more?". Along each frontier only the points no other point beats on both axes count (a rate that learns
 less *and* forgets more is never the one to pick); forgetting at a task loss between two such points is read off the
-straight line joining them. The interval of that reading comes from resampling each rate's seeds (a percentile
-bootstrap with a fixed seed, so it repeats).
+straight line joining them. That reading is a weighted sum of two rates' mean forgetting, so its 95% interval is a
+t-interval of that sum (Welch's: each rate's seeds are independent runs), the weights held at the mean task losses.
 
 A verdict is one of :data:`VERDICTS`, computed by :func:`verdict` from interval comparisons; it never reads more
 into the numbers than the intervals allow.
@@ -15,7 +15,6 @@ into the numbers than the intervals allow.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
         21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}
 VERDICTS = ("supported", "not supported", "depends on the learning rate", "not settled")
-N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -123,27 +121,9 @@ def _means(front: Sequence[Point]) -> list[tuple[float, float]]:
     return [(statistics.fmean(p.task_loss), statistics.fmean(p.forgetting)) for p in front]
 
 
-def _resample(front: Sequence[Point], rng: random.Random) -> list[tuple[float, float]]:
-    """One bootstrap replicate: each rate's seeds drawn again with replacement (task loss and forgetting paired)."""
-    means = []
-    for p in front:
-        picks = [rng.randrange(len(p.task_loss)) for _ in p.task_loss]
-        means.append((statistics.fmean(p.task_loss[i] for i in picks),
-                      statistics.fmean(p.forgetting[i] for i in picks)))
-    return means
-
-
-def _percentiles(values: list[float]) -> tuple[float, float]:
-    values = sorted(v for v in values if not math.isnan(v))
-    if not values:
-        return math.nan, math.nan
-    return values[int(0.025 * (len(values) - 1))], values[math.ceil(0.975 * (len(values) - 1))]
-
-
 def matched_levels(a: Sequence[Point], b: Sequence[Point], n: int = 5) -> list[float]:
     """``n`` task losses inside the range both Pareto fronts span, evenly spaced with the ends left out (empty if the
-    fronts do not overlap). An end of the range is one front's own end point, which about half of that front's
-    bootstrap replicates do not reach: an interval there would rest on the replicates that happen to reach it."""
+    fronts do not overlap; the one shared loss if the fronts only touch)."""
     fa, fb = pareto(_means(a)), pareto(_means(b))
     low, high = max(fa[0][0], fb[0][0]), min(fa[-1][0], fb[-1][0])
     if low > high:
@@ -151,17 +131,35 @@ def matched_levels(a: Sequence[Point], b: Sequence[Point], n: int = 5) -> list[f
     return [low] if math.isclose(low, high) else [low + (high - low) * (k + 1) / (n + 1) for k in range(n)]
 
 
-def at_matched_loss(front: Sequence[Point], levels: Sequence[float], seed: int = 0) -> list[Interval]:
-    """Forgetting at each task loss of ``levels`` along ``front``, with the 2.5-97.5 percentile range of a bootstrap
-    that resamples each rate's seeds (a replicate whose front does not reach a level is left out of that level's
-    range). With two or three seeds a rate has few distinct resamples, so the range shows the seeds' spread and is
-    narrower than a 95% t-interval: a seed-resampled range, not a 95% confidence interval."""
-    rng = random.Random(seed)
-    replicates = [_resample(front, rng) for _ in range(N_BOOT)]
+def at_matched_loss(front: Sequence[Point], levels: Sequence[float]) -> list[Interval]:
+    """Forgetting at each task loss of ``levels`` along ``front``'s mean Pareto front, with a 95% interval: between
+    two front points the reading is ``(1 - w) F0 + w F1`` (``w`` from the mean task losses, held fixed), so its
+    variance is ``(1 - w)^2 s0^2/n0 + w^2 s1^2/n1`` and its degrees of freedom Welch-Satterthwaite's (rounded down:
+    the wider interval). NaN outside the front; with one seed at a rate it reads, the interval is n/a."""
+    means = _means(front)
+    point = dict(zip(means, front, strict=True))
+    kept = pareto(means)
     out = []
     for level in levels:
-        low, high = _percentiles([forgetting_at(rep, level) for rep in replicates])
-        out.append(Interval(forgetting_at(_means(front), level), low, high, min(len(p.task_loss) for p in front)))
+        pairs = [(a, b) for a, b in zip(kept, kept[1:]) if a[0] <= level <= b[0]] or (
+            [(kept[0], kept[0])] if math.isclose(level, kept[0][0]) else [])
+        if not pairs:
+            out.append(Interval(math.nan, math.nan, math.nan, 0))
+            continue
+        a, b = pairs[0]
+        w = 0.0 if a == b else (level - a[0]) / (b[0] - a[0])
+        parts = [(1 - w, point[a].forgetting), (w, point[b].forgetting)] if a != b else [(1.0, point[a].forgetting)]
+        parts = [(c, xs) for c, xs in parts if c > 0]
+        n = min(len(xs) for _, xs in parts)
+        mean = sum(c * statistics.fmean(xs) for c, xs in parts)
+        if n < 2:
+            out.append(Interval(mean, mean, mean, n))
+            continue
+        terms = [(c * c * statistics.variance(xs) / len(xs), len(xs) - 1) for c, xs in parts]
+        var = sum(t for t, _ in terms)
+        df = var * var / sum(t * t / d for t, d in terms) if var > 0 else min(d for _, d in terms)
+        half = T975[max(1, min(int(df + 1e-9), max(T975)))] * math.sqrt(var)
+        out.append(Interval(mean, mean - half, mean + half, n))
     return out
 
 

@@ -38,7 +38,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax = ax or plt.gca()
     colors = dict(zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     colors.update({s: c for s, c in LAB_COLORS.items() if s in colors})
-    off = 0
+    off, labels = 0, []
     for setting in settings:
         front = front_of(records, setting, text)
         shown = [p for p in front if p.loss.mean <= max_loss]
@@ -51,9 +51,9 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
             else:  # a t-interval over one or two seeds says little (t = 12.7 for two): show the seeds themselves
                 ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
                 ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=4)
-            ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7, color=colors[setting], zorder=5,  # over the lines, readable where one crosses
-                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+            labels.append(ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points",
+                                      xytext=(4, 3), fontsize=7, color=colors[setting], zorder=5,  # over the lines
+                                      bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}))
         xs, ys = zip(*front_means(front), strict=True) if front else ((), ())
         ax.plot(xs, ys, "-", color=colors[setting], lw=1.5, label=setting)
     for r in live:
@@ -70,5 +70,21 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.set_ylabel(f"forgetting on {text} (nats/token; up = forgot more)")
     ax.set_title(f"{text}: points = rates (labels), bars = 95% CI\n({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
                  + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # off the points
+    spread_labels(ax, labels)
     return ax
+
+
+def spread_labels(ax, labels: Sequence, gap_pt: float = 9.0) -> None:
+    """Move rate labels down, one line at a time, where two points sit so close that their labels would print over
+    each other (two prefix rates can land on almost the same spot)."""
+    ax.autoscale_view()
+    pt = ax.figure.dpi / 72  # pixels per point
+    placed: list[tuple[float, float]] = []
+    for label in sorted(labels, key=lambda a: -a.xy[1]):
+        x, y = ax.transData.transform(label.xy) / pt  # the point, in points on the page
+        dx, dy = label.get_position()
+        while any(abs(x - px) < 4 * gap_pt and abs(y + dy - py) < gap_pt for px, py in placed):
+            dy -= gap_pt
+        label.set_position((dx, dy))
+        placed.append((x, y + dy))
