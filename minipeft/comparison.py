@@ -252,12 +252,14 @@ def lab_kept_parameters(skeleton: nn.Module) -> Callable[[dict], int]:
 
 @dataclass(frozen=True)
 class MatchedSize:
-    """The smallest setting of each method that reaches ``level`` (a task loss), and what each keeps."""
+    """The smallest setting of each method that reaches ``level`` (a task loss), and what each keeps;
+    ``candidates``: every setting that counted, as ``(best task loss, parameters kept)``."""
 
     level: float
     prefix_setting: str
     lora_setting: str
     evidence: Evidence
+    candidates: dict[str, tuple[float, int]]
 
 
 def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], int], min_seeds: int | None = None
@@ -287,4 +289,5 @@ def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], 
               for m, names in settings.items()}
     evidence = Evidence(f"parameters kept at matched task loss {level:.3f}", "parameters",
                         exact(chosen["prefix"][0]), exact(chosen["lora"][0]))
-    return MatchedSize(level, chosen["prefix"][1], chosen["lora"][1], evidence)
+    candidates = {s: (best[s], kept(runs_of(records, s)[0])) for names in settings.values() for s in names}
+    return MatchedSize(level, chosen["prefix"][1], chosen["lora"][1], evidence, candidates)

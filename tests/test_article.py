@@ -246,6 +246,8 @@ def test_matched_loss_picks_each_methods_smallest_setting_that_gets_there():
     assert math.isclose(matched.level, 0.51)  # the prefix's best (mean of two seeds); LoRA gets lower
     assert (matched.prefix_setting, matched.lora_setting) == ("prefix P=10", "lora r=1 qv")
     assert (matched.evidence.prefix.mean, matched.evidence.lora.mean) == (5000, 1000)
+    assert matched.candidates["lora r=1 qv"] == (0.48, 1000) and matched.candidates["lora r=64 qv"] == (0.30, 64000)
+    assert set(matched.candidates) == {"prefix P=10", "lora r=1 qv", "lora r=8 qv", "lora r=64 qv"}  # no full
     slow_r1 = [r for r in records if r.get("r") != 1] + [lab_record("lora", 1, 1e-3, 0.60)]
     assert fewest_kept_at_matched_loss(slow_r1, kept, min_seeds=1).lora_setting == "lora r=8 qv"  # r=1: not 0.51
     assert fewest_kept_at_matched_loss([r for r in records if r["method"] != "prefix"], kept, min_seeds=1) is None
@@ -261,6 +263,7 @@ def test_matched_loss_counts_only_settings_with_enough_seeds_at_every_rate():
         return 1000 * record["r"] if record["method"] == "lora" else 5000
 
     assert fewest_kept_at_matched_loss(three + one_seed_r1, kept).lora_setting == "lora r=8 qv"  # r=1 not counted
+    assert "lora r=1 qv" not in fewest_kept_at_matched_loss(three + one_seed_r1, kept).candidates
     assert fewest_kept_at_matched_loss(three + one_seed_r1, kept, min_seeds=1).lora_setting == "lora r=1 qv"
     thin_prefix = [r for r in three if not (r["method"] == "prefix" and r["lr"] == 1e-2 and r["seed"] == 2)]
     assert fewest_kept_at_matched_loss(thin_prefix, kept) is None  # a rate of the prefix's one setting has 2 seeds
