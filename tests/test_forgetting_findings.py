@@ -85,6 +85,7 @@ def test_frontier_table_and_plot_read_the_runs():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
 
     from minipeft.forgetting.report import frontier_table, plot_frontiers
 
@@ -99,6 +100,14 @@ def test_frontier_table_and_plot_read_the_runs():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prefix P=10", "lora r=8 qv",
                                                                    "prompt control (no training)"]
     assert len(ax.containers) == 3 and not any(line.get_marker() == "." for line in ax.lines)  # 5 seeds: bars
+    colors = {line.get_label(): to_hex(line.get_color()) for line in ax.get_legend().get_lines()}
+    assert colors["prefix P=10"] == to_hex("tab:green") and colors["lora r=8 qv"] == to_hex("tab:blue")
+    others = ["lora r=8 all", "lora r=1 qv", "lora r=8 qv"]  # the first takes the cycle's first colour: not r=8's blue
+    ax = plot_frontiers([r for r in records if r["method"] == "lora"]
+                        + [{**r, "targets": "all"} for r in records if r["method"] == "lora"]
+                        + [{**r, "r": 1} for r in records if r["method"] == "lora"], others, ax=plt.figure().gca())
+    drawn = {line.get_label(): to_hex(line.get_color()) for line in ax.get_legend().get_lines()}
+    assert len(set(drawn.values())) == 3 and drawn["lora r=8 qv"] == to_hex("tab:blue")
     thin = [r for r in records if r["seed"] < 2]  # two seeds a rate: the seeds as dots, no t-bars
     ax = plot_frontiers(thin, ["prefix P=10", "lora r=8 qv"], ax=plt.figure().gca())
     assert not ax.containers and sum(line.get_marker() == "." for line in ax.lines) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_hex
 
 METHOD_COLORS = {"full": "tab:red", "lora": "tab:blue", "prefix": "tab:green"}
 LAB_COLORS = {"full": "tab:red", "lora r=8 qv": "tab:blue", "prefix P=10": "tab:green"}  # the main grid's settings
@@ -36,8 +37,10 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     from .lab import forgetting_nats, setting_name
 
     ax = ax or plt.gca()
-    colors = dict(zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    colors.update({s: c for s, c in LAB_COLORS.items() if s in colors})
+    fixed = {s: LAB_COLORS[s] for s in settings if s in LAB_COLORS}  # the main grid's colours, in every plot
+    free = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]
+            if to_hex(c) not in {to_hex(f) for f in fixed.values()}]
+    colors = {**dict(zip([s for s in settings if s not in fixed], free, strict=False)), **fixed}
     off, labels = 0, []
     for setting in settings:
         front = front_of(records, setting, text)
@@ -67,7 +70,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.axhline(0, color="grey", lw=0.6, ls=":")
     ax.invert_xaxis()  # right = lower task loss = learned more
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
-    ax.set_ylabel(f"forgetting on {text} (nats/token; up = forgot more)")
+    ax.set_ylabel(f"forgetting on {text}\n(nats/token; up = forgot more)")
     ax.set_title(f"{text}: points = rates (labels), bars = 95% CI\n({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
                  + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # off the points
