@@ -298,17 +298,25 @@ def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provi
 
     two = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.45, 0.5], [iv(2.0), iv(1.9)],
                             [iv(1.4), iv(1.0)], 2, "not settled")
-    assert two.finding() == ("prefix P=10 forgets more at 2 matched task losses, 0.450 to 0.500 (+1.90 to +2.00 "
-                             "nats against +1.00 to +1.40 for lora r=8 qv): \"prefix P=10 forgets less\" is not "
-                             "settled; 2 seed(s) so far, 3 needed for a verdict.")
-    one = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.442], [iv(1.773)], [iv(1.261)], 3,
+    assert two.finding() == ("prefix P=10 forgets more at 2 matched task losses, 0.450 to 0.500, in the means (+1.90 "
+                             "to +2.00 nats against +1.00 to +1.40 for lora r=8 qv; the 95% intervals separate at 2 "
+                             "of 2): \"prefix P=10 forgets less\" is not settled; 2 seed(s) so far, 3 needed for a "
+                             "verdict.")
+    one = MatchedComparison("prefix P=10", "lora r=8 qv", "english", [0.442], [iv(1.773, 1.2)], [iv(1.261)], 3,
                             "not supported")
     assert one.where() == "at the one matched task loss 0.442" and one.direction() == "more"
-    assert one.finding().startswith("prefix P=10 forgets more at the one matched task loss 0.442 (+1.77 nats against "
-                                    "+1.26 for lora r=8 qv)")
+    assert one.finding().startswith("prefix P=10 forgets more at the one matched task loss 0.442, in the means "
+                                    "(+1.77 [+0.57, +2.97] nats against +1.26 [+1.16, +1.36] for lora r=8 qv; the "
+                                    "95% intervals overlap)")
+    single = MatchedComparison("lora r=1 qv", "lora r=8 qv", "english", [0.44], [Interval(1.5, 1.5, 1.5, 1)],
+                               [iv(1.0)], 1, "not settled")
+    assert "one seed: no intervals" in single.finding() and "n/a (1 seed)" in single.finding()
+    apart = MatchedComparison("a", "b", "english", [], [], [], 1, "not settled", "0.404 only", "0.416 to 0.525")
+    assert apart.finding() == ("a vs b: no common task loss yet (a's front 0.404 only and b's front 0.416 to 0.525; "
+                               "1 seed(s) so far, 3 needed for a verdict).")
     mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
                               3, "depends on the learning rate")
-    assert "less at 1 of 2 matched task losses, 0.450 to 0.500 (" in mixed.finding()
+    assert "less at 1 of 2 matched task losses, 0.450 to 0.500, in the means (" in mixed.finding()
     assert mixed.finding().endswith("learning rate.")
     flat = MatchedComparison("full", "prefix P=10", "english", [0.45, 0.5], [iv(0.1), iv(0.2)], [iv(2.041), iv(2.039)],
                              2, "not settled")

@@ -51,6 +51,8 @@ class MatchedComparison:
     other: list[Interval]
     seeds: int
     verdict: str
+    claimed_span: str = "not run"  # each front's task losses, "0.416 to 0.525" (read where no loss is shared)
+    other_span: str = "not run"
 
     def rows(self) -> list[tuple[float, Interval, Interval]]:
         return list(zip(self.levels, self.claimed, self.other, strict=True))
@@ -69,20 +71,30 @@ class MatchedComparison:
 
     def finding(self) -> str:
         """What the comparison found, in one short sentence: which way the means point at the matched task losses,
-        and the verdict (marked provisional while a rate has fewer than :data:`MIN_SEEDS` seeds)."""
+        whether the 95% intervals separate there, and the verdict (marked provisional while a rate has fewer than
+        :data:`MIN_SEEDS` seeds). With no common task loss: each front's task-loss span instead."""
+        gate = "" if self.seeds >= MIN_SEEDS else f"; {self.seeds} seed(s) so far, {MIN_SEEDS} needed for a verdict"
         if not self.levels:
-            return f"{self.claimed_method} vs {self.other_method}: no common task loss yet."
+            spans = " and ".join(f"{name}'s front {span}" for name, span in
+                                 ((self.claimed_method, self.claimed_span), (self.other_method, self.other_span)))
+            return f"{self.claimed_method} vs {self.other_method}: no common task loss yet ({spans}{gate})."
         way = self.direction()
         where = (f"{way} matched task losses, {self.levels[0]:.3f} to {self.levels[-1]:.3f}" if " of " in way
                  else f"{way} {self.where()}")
+        apart = sum(c.below(o) or o.below(c) for _, c, o in self.rows())
+        separate = ("one seed: no intervals" if any(min(c.n, o.n) < 2 for _, c, o in self.rows()) else
+                    "the 95% intervals overlap" if not apart else "the 95% intervals separate" if len(self.levels) == 1
+                    else f"the 95% intervals separate at {apart} of {len(self.levels)}")
 
         def span(xs: list[Interval]) -> str:
+            if len(xs) == 1:
+                return xs[0].format("+.2f")
             low, high = f"{min(x.mean for x in xs):+.2f}", f"{max(x.mean for x in xs):+.2f}"
             return low if low == high else f"{low} to {high}"
 
-        gate = "" if self.seeds >= MIN_SEEDS else f"; {self.seeds} seed(s) so far, {MIN_SEEDS} needed for a verdict"
-        return (f"{self.claimed_method} forgets {where} ({span(self.claimed)} nats against {span(self.other)} for "
-                f"{self.other_method}): \"{self.claimed_method} forgets less\" is {self.verdict}{gate}.")
+        return (f"{self.claimed_method} forgets {where}, in the means ({span(self.claimed)} nats against "
+                f"{span(self.other)} for {self.other_method}; {separate}): \"{self.claimed_method} forgets less\" is "
+                f"{self.verdict}{gate}.")
 
     def summary(self) -> str:
         """One sentence, every number formatted from the comparison."""
@@ -105,7 +117,15 @@ def compare(records: Sequence[dict], claimed: str, other: str, text: str = "engl
     levels = matched_levels(a, b, n_levels) if a and b else []
     ia, ib = (at_matched_loss(a, levels), at_matched_loss(b, levels)) if levels else ([], [])
     word = verdict(ia, ib) if seeds >= MIN_SEEDS else "not settled"
-    return MatchedComparison(claimed, other, text, levels, ia, ib, seeds, word)
+    return MatchedComparison(claimed, other, text, levels, ia, ib, seeds, word, loss_span(a), loss_span(b))
+
+
+def loss_span(front: Sequence[Point]) -> str:
+    """The task losses a front's Pareto points span (means over seeds): "0.416 to 0.525", "0.404 only"."""
+    kept = front_means(front) if front else []
+    if not kept:
+        return "not run"
+    return f"{kept[0][0]:.3f} only" if len(kept) == 1 else f"{kept[0][0]:.3f} to {kept[-1][0]:.3f}"
 
 
 def article_forgetting_claim(records: Sequence[dict] | None = None, text: str = "english") -> MatchedComparison:

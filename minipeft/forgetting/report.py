@@ -53,7 +53,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
                             color=colors[setting], capsize=2, lw=1)
             else:  # a t-interval over one or two seeds says little (t = 12.7 for two): show the seeds themselves
                 ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
-                ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=4)
+                ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=5, mfc="white")  # hollow: no CI
             labels.append(ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points",
                                       xytext=(4, 3), fontsize=7, color=colors[setting], zorder=5,  # over the lines
                                       bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}))
