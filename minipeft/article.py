@@ -90,10 +90,10 @@ class Advice:
 ADVICE_HEADING = "选择建议:"  # "selection advice:"
 ADVICE = (
     Advice("如果对模型的可解释性要求较高,或者需要避免灾难性遗忘,可以选择前缀微调。",
-           "If the model's interpretability matters a lot, or catastrophic forgetting must be avoided, choose "
-           "prefix-tuning.", "prefix", ("可解释性", "避免灾难性遗忘")),
+           "If the model's interpretability matters a lot, or catastrophic forgetting must be avoided, "
+           "prefix-tuning can be chosen.", "prefix", ("可解释性", "避免灾难性遗忘")),
     Advice("如果对训练速度和内存占用要求较高,可以选择LoRA。",
-           "If training speed and memory use matter a lot, choose LoRA.", "lora", ("训练速度", "内存占用")),
+           "If training speed and memory use matter a lot, LoRA can be chosen.", "lora", ("训练速度", "内存占用")),
 )
 
 

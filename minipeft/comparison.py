@@ -252,14 +252,14 @@ def lab_kept_parameters(skeleton: nn.Module) -> Callable[[dict], int]:
 
 @dataclass(frozen=True)
 class MatchedSize:
-    """The smallest setting of each method that reaches ``level`` (a task loss), and what each keeps;
-    ``candidates``: every setting that counted, as ``(best task loss, parameters kept)``."""
+    """The smallest setting of each method that reaches ``level`` (a task loss, a mean over seeds), and what each
+    keeps; ``candidates``: every setting that counted, as ``(best rate, its task loss, rates run, parameters kept)``."""
 
     level: float
     prefix_setting: str
     lora_setting: str
     evidence: Evidence
-    candidates: dict[str, tuple[float, int]]
+    candidates: dict[str, tuple[float, Interval, int, int]]
 
 
 def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], int], min_seeds: int | None = None
@@ -287,7 +287,8 @@ def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], 
     level = max(min(best[s] for s in names) for names in settings.values())
     chosen = {m: min((kept(runs_of(records, s)[0]), s) for s in names if best[s] <= level)
               for m, names in settings.items()}
-    evidence = Evidence(f"parameters kept at matched task loss {level:.3f}", "parameters",
-                        exact(chosen["prefix"][0]), exact(chosen["lora"][0]))
-    candidates = {s: (best[s], kept(runs_of(records, s)[0])) for names in settings.values() for s in names}
+    evidence = Evidence(f"parameters kept at matched task loss {level:.3f} ({chosen['prefix'][1]} vs "
+                        f"{chosen['lora'][1]})", "parameters", exact(chosen["prefix"][0]), exact(chosen["lora"][0]))
+    candidates = {s: (*best_task_loss(records, s), len({r["lr"] for r in runs_of(records, s)}),
+                      kept(runs_of(records, s)[0])) for names in settings.values() for s in names}
     return MatchedSize(level, chosen["prefix"][1], chosen["lora"][1], evidence, candidates)

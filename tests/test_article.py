@@ -246,7 +246,9 @@ def test_matched_loss_picks_each_methods_smallest_setting_that_gets_there():
     assert math.isclose(matched.level, 0.51)  # the prefix's best (mean of two seeds); LoRA gets lower
     assert (matched.prefix_setting, matched.lora_setting) == ("prefix P=10", "lora r=1 qv")
     assert (matched.evidence.prefix.mean, matched.evidence.lora.mean) == (5000, 1000)
-    assert matched.candidates["lora r=1 qv"] == (0.48, 1000) and matched.candidates["lora r=64 qv"] == (0.30, 64000)
+    lr, loss, rates, kept_r1 = matched.candidates["lora r=1 qv"]
+    assert (lr, loss.mean, rates, kept_r1) == (1e-3, 0.48, 1, 1000) and matched.candidates["lora r=64 qv"][3] == 64000
+    assert matched.candidates["lora r=8 qv"][2] == 2 and "(prefix P=10 vs lora r=1 qv)" in matched.evidence.what
     assert set(matched.candidates) == {"prefix P=10", "lora r=1 qv", "lora r=8 qv", "lora r=64 qv"}  # no full
     slow_r1 = [r for r in records if r.get("r") != 1] + [lab_record("lora", 1, 1e-3, 0.60)]
     assert fewest_kept_at_matched_loss(slow_r1, kept, min_seeds=1).lora_setting == "lora r=8 qv"  # r=1: not 0.51
