@@ -283,12 +283,13 @@ def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], 
                 for m in ("prefix", "lora")}
     if not all(settings.values()):
         return None
-    best = {s: best_task_loss(records, s)[1].mean for m in settings for s in settings[m]}
+    best_at = {s: best_task_loss(records, s) for names in settings.values() for s in names}  # (rate, task loss)
+    best = {s: loss.mean for s, (_, loss) in best_at.items()}
     level = max(min(best[s] for s in names) for names in settings.values())
     chosen = {m: min((kept(runs_of(records, s)[0]), s) for s in names if best[s] <= level)
               for m, names in settings.items()}
     evidence = Evidence(f"parameters kept at matched task loss {level:.3f} ({chosen['prefix'][1]} vs "
                         f"{chosen['lora'][1]})", "parameters", exact(chosen["prefix"][0]), exact(chosen["lora"][0]))
-    candidates = {s: (*best_task_loss(records, s), len({r["lr"] for r in runs_of(records, s)}),
-                      kept(runs_of(records, s)[0])) for names in settings.values() for s in names}
+    candidates = {s: (lr, loss, len({r["lr"] for r in runs_of(records, s)}), kept(runs_of(records, s)[0]))
+                  for s, (lr, loss) in best_at.items()}
     return MatchedSize(level, chosen["prefix"][1], chosen["lora"][1], evidence, candidates)
