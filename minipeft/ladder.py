@@ -362,16 +362,33 @@ def format_ladder(table: list[Rung]) -> str:
 def advice(table: list[Rung]) -> list[str]:
     """What a learner should pick, read off the table: the method of lowest slot error rate, those whose interval
     reaches it (as good within seed noise), and among those the one that stores least, weighs least and steps
-    fastest."""
-    best = min(table, key=lambda r: r.ser.mean)
-    tied = [r for r in table if r.ser.low <= best.ser.high]
+    fastest. A method with one seed has no interval: the best is sought among methods with seeds enough for one, the
+    others are named as not compared; when every method has one seed the lines say that nothing can be read yet
+    (instead of printing zero-width intervals)."""
+    best = min([r for r in table if r.ser.n > 1] or table, key=lambda r: r.ser.mean)
+    seeds = f"{best.ser.n} seed{'s' if best.ser.n > 1 else ''}"
+    interval = (f"95% interval {best.ser.low:.1%} to {best.ser.high:.1%}" if best.ser.n > 1 else
+                "no 95% interval")
+    thin = [r.name for r in table if r.ser.n < 2]
+    lines = [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} ({interval}, {seeds})."]
+    if best.ser.n < 2:
+        tied = [best]
+        lines.append(f"Which methods are as good within seed noise cannot be read: that needs an interval, hence at "
+                     f"least 2 seeds, and {', '.join(thin)} {'have' if len(thin) > 1 else 'has'} one.")
+    else:
+        tied = [r for r in table if r.ser.n > 1 and r.ser.low <= best.ser.high]
+        untested = f" Not compared (one seed, no interval): {', '.join(thin)}." if thin else ""
+        lines.append(f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
+                     f"{', '.join(r.name for r in tied)}.{untested}")
+    if len(tied) == 1:
+        return [*lines, f"Its costs: {best.stored:,} stored parameters, {best.weight_mb:.0f} MB of weights, "
+                        f"{best.step_seconds:.3f} s per step.",
+                f"Pick {best.name}: no other method is shown as good within seed noise." if best.ser.n > 1 else
+                f"No pick from one seed: {best.name} leads on the means only."]
     small = min(tied, key=lambda r: r.stored)
     light = min(tied, key=lambda r: r.weight_mb)
     fast = min(tied, key=lambda r: r.step_seconds)
-    return [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} (95% interval {best.ser.low:.1%} to "
-            f"{best.ser.high:.1%}, {best.ser.n} seed{'s' if best.ser.n > 1 else ''}).",
-            f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
-            f"{', '.join(r.name for r in tied)}.",
+    return [*lines,
             f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the lightest "
             f"model in memory: {light.name} ({light.weight_mb:.0f} MB of weights); the fastest step: {fast.name} "
             f"({fast.step_seconds:.3f} s).",

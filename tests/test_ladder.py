@@ -115,6 +115,25 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     assert "10.0 n/a (1 seed)" in one_seed and "[10.0, 10.0]" not in one_seed, "one seed: no zero-width interval"
 
 
+
+def test_the_advice_never_reads_an_interval_off_one_seed():
+    """One seed has no interval: the advice says so instead of printing "95% interval 12.0% to 12.0%" and calling
+    methods as good within seed noise (the live slice of notebook 08 has one seed per method)."""
+    live = ladder.rungs([_run("lora", 0, 0.12, 58.0, 10, r=2), _run("qlora", 0, 0.12, 57.0, 10, weight_bytes=1e6, r=2)])
+    lines = ladder.advice(live)
+    assert lines[0] == "Fewest slot errors: LoRA r=2, 12.0% (no 95% interval, 1 seed)."
+    assert "cannot be read" in lines[1] and "LoRA r=2, QLoRA r=2 have one" in lines[1]
+    assert not any("within seed noise (their" in line or "to 12.0%" in line for line in lines)
+    assert lines[-1] == "No pick from one seed: LoRA r=2 leads on the means only."
+    records = [_run("full", s, ser, 60.0, 1000) for s, ser in enumerate((0.10, 0.11, 0.12))]
+    records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.30, 0.31, 0.32))]
+    lines = ladder.advice(ladder.rungs([*records, _run("prompt", 0, 0.105, 20.0, 5)]))
+    assert "full fine-tuning." in lines[1] and "Not compared (one seed, no interval): prompt tuning." in lines[1]
+    assert "LoRA" not in lines[1], "LoRA's interval is far above: not tied"
+    assert lines[2] == "Its costs: 1,000 stored parameters, 4 MB of weights, 0.500 s per step."
+    assert lines[3] == "Pick full fine-tuning: no other method is shown as good within seed noise."
+
+
 PEAK_RSS_CHECK = """
 import time, torch
 from minipeft import ladder
