@@ -31,7 +31,8 @@ __all__ = ["init_pissa", "is_pissa", "pissa_as_lora", "pissa_delta"]
 def check_pissa(modules: dict[str, nn.Module], r: int, init_lora_weights: object,
                 chunks: dict[str, Sequence[bool] | None]) -> None:
     """Refuse, before anything changes, an ``init_lora_weights`` other than True or "pissa", and PiSSA on a layer
-    whose weight it cannot read or whose (adapted part's) SVD has fewer than ``r`` directions."""
+    whose weight it cannot read or whose (adapted part's) SVD has fewer than ``r`` directions: a shape too small, or
+    a rank too low (a direction of singular value 0 starts with A = B = 0, where no gradient ever reaches it)."""
     if init_lora_weights is True:
         return
     if init_lora_weights != "pissa":
@@ -54,6 +55,22 @@ def check_pissa(modules: dict[str, nn.Module], r: int, init_lora_weights: object
             raise ValueError(f"init_lora_weights='pissa' takes the top r={r} singular vectors of W0, but {name!r} "
                              f"has a {rows} x {cols} weight{part}, hence only {min(rows, cols)}. Use r <= "
                              f"{min(rows, cols)}.")
+        rank = min(int(torch.linalg.matrix_rank(part)) for part in _adapted_parts(module, chunks[name]))
+        if rank < r:
+            raise ValueError(f"init_lora_weights='pissa' takes the top r={r} singular vectors of W0, but {name!r} "
+                             f"has rank {rank}{' (its lowest adapted part)' if chunks[name] else ''}: only {rank} "
+                             f"singular values are non-zero, so {r - rank} of the r directions would start with "
+                             f"A = B = 0 and never get a gradient. Use r <= {rank}.")
+
+
+def _adapted_parts(module: nn.Linear | Conv1D, chunks: Sequence[bool] | None) -> list[Tensor]:
+    """W0 in nn.Linear's (out, in) layout, split into the adapted output parts (the whole weight without chunks)."""
+    weight = module.weight.detach()
+    weight = (weight.T if isinstance(module, Conv1D) else weight).to(torch.promote_types(weight.dtype, torch.float32))
+    if not chunks:
+        return [weight]
+    size = weight.shape[0] // len(chunks)
+    return [weight[j * size:(j + 1) * size] for j, on in enumerate(chunks) if on]
 
 
 @torch.no_grad()

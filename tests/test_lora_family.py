@@ -269,6 +269,24 @@ def test_bad_input_is_refused_naming_the_fix_and_changes_nothing(family, kwargs,
     assert isinstance(apply_lora(model, targets=targets, r=4, alpha=8), nn.Module), "plain LoRA still goes"
 
 
+@pytest.mark.parametrize("qv_only", [False, True])
+def test_pissa_refuses_r_above_the_rank_of_a_rank_deficient_weight(qv_only, tiny_gpt2, snapshot):
+    """The shape allows r = 4, the rank does not: a direction of singular value 0 would start with A = B = 0 and get
+    no gradient (dL/dB = g (A x)^T and dL/dA = B^T g x^T are both 0 there), so PiSSA would train fewer than r."""
+    model = tiny_gpt2()
+    attn = model.transformer.h[1].attn.c_attn  # Conv1D, (in, out) = (32, 96): q | k | v columns
+    with torch.no_grad():  # rank 3: v alone (q keeps rank 32) or the whole layer (every output but 3 all zero)
+        attn.weight[:, 64 + 3 if qv_only else 3:] = 0
+    before = snapshot(model)
+    where = " \\(its lowest adapted part\\)" if qv_only else ""
+    with pytest.raises(ValueError, match=rf"'transformer.h.1.attn.c_attn' has rank 3{where}: .*Use r <= 3\."):
+        apply_lora(model, targets="c_attn", r=4, alpha=8, qv_only=qv_only, init_lora_weights="pissa")
+    assert snapshot(model) == before
+    if qv_only:
+        model = apply_lora(model, targets="c_attn", r=3, alpha=6, qv_only=True, init_lora_weights="pissa")
+        assert is_pissa(model.transformer.h[1].attn.c_attn)
+
+
 def test_dora_layer_refuses_a_layer_it_cannot_read():
     with pytest.raises(TypeError, match=r"\(Embedding\) is not one. Use use_dora=False"):
         DoRALayer(nn.Embedding(10, 4), r=2, alpha=4)
