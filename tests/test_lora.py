@@ -15,6 +15,7 @@ from minipeft.lora_files import load_lora, save_lora
 from minipeft.params import count_parameters
 
 ALL_GPT2 = ["c_attn", "c_proj", "c_fc"]
+ALL_LLAMA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # every projection
 
 
 def tokens(model, batch=2, length=12, seed=1) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import train_like
 from safetensors.torch import load_file, save_file
-from test_lora import ALL_GPT2, tokens
+from test_lora import ALL_GPT2, ALL_LLAMA, tokens
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -105,11 +105,15 @@ def test_dora_on_q_and_v_leaves_the_key_projection_exactly_as_it_was(tiny_gpt2):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("kwargs", [dict(use_dora=True), dict(use_dora=True, qv_only=True), dict(use_rslora=True)])
-def test_merge_equals_unmerged_and_unmerge_restores_the_weights(dtype, kwargs, tiny_gpt2):
-    base = tiny_gpt2().to(dtype)
-    model = apply_lora(copy.deepcopy(base), targets="c_attn" if kwargs.get("qv_only") else ALL_GPT2, r=4, alpha=8,
-                       **kwargs)
+@pytest.mark.parametrize("family, kwargs", [
+    ("gpt2", dict(use_dora=True)), ("gpt2", dict(use_dora=True, qv_only=True)), ("gpt2", dict(use_rslora=True)),
+    ("gpt2", dict(init_lora_weights="pissa")), ("llama", dict(use_dora=True)), ("llama", dict(use_rslora=True)),
+    ("llama", dict(use_dora=True, use_rslora=True)), ("llama", dict(init_lora_weights="pissa"))])
+def test_merge_equals_unmerged_and_unmerge_restores_the_weights(dtype, family, kwargs, tiny):
+    """On GPT-2's Conv1D and on nn.Linear (a GQA Llama, every projection), float32 and float64."""
+    base = tiny[family]().to(dtype)
+    targets = ("c_attn" if kwargs.get("qv_only") else ALL_GPT2) if family == "gpt2" else ALL_LLAMA
+    model = apply_lora(copy.deepcopy(base), targets=targets, r=4, alpha=8, **kwargs)
     train_like(model)
     weights = {n: layer.base.weight.clone() for n, layer in lora_layers(model).items()}
     ids = tokens(base)

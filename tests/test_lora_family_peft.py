@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 from conftest import train_like
-from test_lora import ALL_GPT2, tokens
+from test_lora import ALL_GPT2, ALL_LLAMA, tokens
 from test_lora_peft import LOW_PRECISION
 from torch import nn
 
@@ -25,7 +25,6 @@ from minipeft.params import count_parameters
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ALL_LLAMA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SETTINGS = {  # family, apply_lora targets, qv_only
     "gpt2-qv": ("gpt2", ["c_attn"], True),
     "gpt2-all": ("gpt2", ALL_GPT2, False),
