@@ -314,6 +314,15 @@ def test_a_finding_says_which_way_the_means_point_and_marks_a_thin_verdict_provi
     apart = MatchedComparison("a", "b", "english", [], [], [], 1, "not settled", "0.404 only", "0.416 to 0.525")
     assert apart.finding() == ("a vs b: no common task loss yet (a's front 0.404 only and b's front 0.416 to 0.525; "
                                "1 seed(s) so far, 3 needed for a verdict).")
+    ahead = MatchedComparison("a", "b", "english", [], [], [], 3, "not settled", "0.404 only", "0.416 to 0.525",
+                              ((0.404, 1.5),), ((0.416, 2.0), (0.525, 0.7)))
+    assert ahead.finding() == ("a vs b: no common task loss (a's front 0.404 only and b's front 0.416 to 0.525); a "
+                               "learned more and forgot less, in the means (task loss 0.404, +1.50 nats against "
+                               "0.416, +2.00): if its front keeps falling past the rates run, it forgets less at task "
+                               "loss 0.416 too; a direction, not a verdict.")
+    behind = MatchedComparison("a", "b", "english", [], [], [], 3, "not settled", "0.404 only", "0.416 to 0.525",
+                               ((0.404, 2.5),), ((0.416, 2.0), (0.525, 0.7)))
+    assert behind.finding().endswith("b's front 0.416 to 0.525)."), "learned more, forgot more: a trade, no direction"
     mixed = MatchedComparison("full", "lora r=8 qv", "english", [0.45, 0.5], [iv(0.1), iv(2.0)], [iv(1.4), iv(1.0)],
                               3, "depends on the learning rate")
     assert "less at 1 of 2 matched task losses, 0.450 to 0.500, in the means (" in mixed.finding()

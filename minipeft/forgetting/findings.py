@@ -53,6 +53,8 @@ class MatchedComparison:
     verdict: str
     claimed_span: str = "not run"  # each front's task losses, "0.416 to 0.525" (read where no loss is shared)
     other_span: str = "not run"
+    claimed_front: tuple[tuple[float, float], ...] = ()  # each front's Pareto means, (task loss, forgetting)
+    other_front: tuple[tuple[float, float], ...] = ()
 
     def rows(self) -> list[tuple[float, Interval, Interval]]:
         return list(zip(self.levels, self.claimed, self.other, strict=True))
@@ -77,7 +79,9 @@ class MatchedComparison:
         if not self.levels:
             spans = " and ".join(f"{name}'s front {span}" for name, span in
                                  ((self.claimed_method, self.claimed_span), (self.other_method, self.other_span)))
-            return f"{self.claimed_method} vs {self.other_method}: no common task loss yet ({spans}{gate})."
+            yet = " yet" if self.seeds < MIN_SEEDS else ""
+            return (f"{self.claimed_method} vs {self.other_method}: no common task loss{yet} ({spans}{gate})"
+                    f"{self.apart()}.")
         way = self.direction()
         where = (f"{way} matched task losses, {self.levels[0]:.3f} to {self.levels[-1]:.3f}" if " of " in way
                  else f"{way} {self.where()}")
@@ -95,6 +99,21 @@ class MatchedComparison:
         return (f"{self.claimed_method} forgets {where}, in the means ({span(self.claimed)} nats against "
                 f"{span(self.other)} for {self.other_method}; {separate}): \"{self.claimed_method} forgets less\" is "
                 f"{self.verdict}{gate}.")
+
+    def apart(self) -> str:
+        """Where the fronts share no task loss: "; X learned more and forgot less ..." if the front that reaches the
+        lower task loss also forgot less, in the means, at its point nearest the other front (so, were its front to
+        keep falling as task loss rises, it would forget less at the other's nearest point too); else ""."""
+        if not (self.claimed_front and self.other_front):
+            return ""
+        (ahead, lower), (_, upper) = sorted(((self.claimed_method, self.claimed_front),
+                                             (self.other_method, self.other_front)), key=lambda f: f[1][0][0])
+        (loss, forgot), (other_loss, other_forgot) = lower[-1], upper[0]
+        if forgot >= other_forgot:
+            return ""
+        return (f"; {ahead} learned more and forgot less, in the means (task loss {loss:.3f}, {forgot:+.2f} nats "
+                f"against {other_loss:.3f}, {other_forgot:+.2f}): if its front keeps falling past the rates run, "
+                f"it forgets less at task loss {other_loss:.3f} too; a direction, not a verdict")
 
     def summary(self) -> str:
         """One sentence, every number formatted from the comparison."""
@@ -117,7 +136,8 @@ def compare(records: Sequence[dict], claimed: str, other: str, text: str = "engl
     levels = matched_levels(a, b, n_levels) if a and b else []
     ia, ib = (at_matched_loss(a, levels), at_matched_loss(b, levels)) if levels else ([], [])
     word = verdict(ia, ib) if seeds >= MIN_SEEDS else "not settled"
-    return MatchedComparison(claimed, other, text, levels, ia, ib, seeds, word, loss_span(a), loss_span(b))
+    return MatchedComparison(claimed, other, text, levels, ia, ib, seeds, word, loss_span(a), loss_span(b),
+                             tuple(front_means(a)) if a else (), tuple(front_means(b)) if b else ())
 
 
 def loss_span(front: Sequence[Point]) -> str:
