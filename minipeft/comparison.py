@@ -270,14 +270,11 @@ def fewest_kept_at_matched_loss(records: Sequence[dict], kept: Callable[[dict], 
     (``kept(record)``). Only settings with ``min_seeds`` seeds at every rate count (default: the lab's
     :data:`~minipeft.forgetting.findings.MIN_SEEDS`, as its forgetting verdicts need): a best loss from fewer seeds
     is too uncertain to say which setting "reaches" a level. None if either method has no such setting."""
-    from .forgetting.findings import MIN_SEEDS, best_task_loss, runs_of
+    from .forgetting.findings import MIN_SEEDS, best_task_loss, runs_of, seeds_per_rate
     from .forgetting.lab import setting_name
 
     def complete(setting: str) -> bool:
-        seeds: dict[float, set[int]] = {}
-        for r in runs_of(records, setting):
-            seeds.setdefault(r["lr"], set()).add(r["seed"])
-        return min(map(len, seeds.values())) >= (MIN_SEEDS if min_seeds is None else min_seeds)
+        return min(seeds_per_rate(records, setting).values()) >= (MIN_SEEDS if min_seeds is None else min_seeds)
 
     settings = {m: sorted(s for s in {setting_name(r) for r in records if r["method"] == m} if complete(s))
                 for m in ("prefix", "lora")}

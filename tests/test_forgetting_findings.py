@@ -10,6 +10,7 @@ from minipeft.forgetting.findings import (
     article_forgetting_claim,
     best_task_loss,
     compare,
+    seeds_per_rate,
     spearman,
     weight_correlations,
 )
@@ -60,6 +61,13 @@ def test_best_task_loss_is_the_rate_with_the_lowest_mean():
     assert lr == 1e-4 and math.isclose(loss.mean, 0.35) and loss.low < 0.35 < loss.high
     with pytest.raises(ValueError, match="No runs of 'lora r=8 qv'"):
         best_task_loss(records, "lora r=8 qv")
+
+
+def test_seeds_per_rate_counts_distinct_seeds_of_one_setting_only():
+    records = grid("prefix", [0.6, 0.5], 0.0, seeds=3)[:-1] + grid("lora", [0.6], 0.0, seeds=2)
+    records.append(dict(records[0]))  # a second copy of one run is not a second seed
+    assert seeds_per_rate(records, "prefix P=10") == {1e-3: 3, 1e-4: 2}
+    assert seeds_per_rate(records, "lora r=8 qv") == {1e-3: 2} and seeds_per_rate(records, "full") == {}
 
 
 def test_spearman_matches_hand_computed_ranks():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from minipeft.comparison import fewest_kept_at_matched_loss, lab_kept_parameters, lab_skeleton
+from minipeft.forgetting import findings
 from minipeft.forgetting.findings import MAIN_SETTINGS, MIN_SEEDS, best_task_loss, compare, front_of, runs_of
 from minipeft.forgetting.frontier import pareto
 from minipeft.forgetting.lab import MAIN_SEEDS, RANK_RATES, RANK_SETTINGS, RATES, load_runs, setting_name
@@ -29,10 +30,7 @@ def runs() -> tuple[dict, ...]:
 
 
 def seeds_per_rate(setting: str) -> list[int]:
-    per_rate: dict[float, set[int]] = {}
-    for r in runs_of(runs(), setting):
-        per_rate.setdefault(r["lr"], set()).add(r["seed"])
-    return [len(s) for s in per_rate.values()]
+    return list(findings.seeds_per_rate(runs(), setting).values())
 
 
 def overlap(c) -> bool:

@@ -29,6 +29,14 @@ def runs_of(records: Sequence[dict], setting: str, steps: int | None = None) -> 
     return [r for r in records if setting_name(r) == setting and (steps is None or r["steps"] == steps)]
 
 
+def seeds_per_rate(records: Sequence[dict], setting: str) -> dict[float, int]:
+    """How many seeds each rate of one setting has run."""
+    seeds: dict[float, set[int]] = {}
+    for r in runs_of(records, setting):
+        seeds.setdefault(r["lr"], set()).add(r["seed"])
+    return {lr: len(s) for lr, s in seeds.items()}
+
+
 def front_of(records: Sequence[dict], setting: str, text: str = "english") -> list[Point]:
     """One setting's frontier: a point per rate, forgetting (nats on ``text``) and task loss paired by seed."""
     return frontier(runs_of(records, setting), lambda r: forgetting_nats(r, text))
