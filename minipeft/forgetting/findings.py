@@ -115,24 +115,24 @@ class MatchedComparison:
         ahead = self.ahead()
         if ahead is None:
             return ""
-        (loss, forgot), (other_loss, other_forgot) = self._nearest()
+        _, (loss, forgot), (other_loss, other_forgot) = self._nearest()
         return (f"; {ahead} learned more and forgot less, in the means (task loss {loss:.3f}, {forgot:+.2f} nats "
                 f"against {other_loss:.3f}, {other_forgot:+.2f}): if its front keeps falling past the rates run, "
                 f"it forgets less at task loss {other_loss:.3f} too; a direction, not a verdict")
 
-    def _nearest(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """The two fronts' nearest points, (task loss, forgetting): the lower front's last, the other's first."""
-        lower, upper = sorted((self.claimed_front, self.other_front), key=lambda f: f[0][0])
-        return lower[-1], upper[0]
+    def _nearest(self) -> tuple[str, tuple[float, float], tuple[float, float]]:
+        """The setting whose front reaches the lower task loss, and the two fronts' nearest points (task loss,
+        forgetting): that front's last, the other's first."""
+        (lower_name, lower), (_, upper) = sorted(((self.claimed_method, self.claimed_front),
+                                                 (self.other_method, self.other_front)), key=lambda f: f[1][0][0])
+        return lower_name, lower[-1], upper[0]
 
     def ahead(self) -> str | None:
         """With both fronts run: the setting whose front reaches the lower task loss, if it also forgot less at its
         point nearest the other front (in the means); else None."""
         if not (self.claimed_front and self.other_front):
             return None
-        (_, forgot), (_, other_forgot) = self._nearest()
-        lower = min((self.claimed_method, self.claimed_front), (self.other_method, self.other_front),
-                    key=lambda f: f[1][0][0])[0]
+        lower, (_, forgot), (_, other_forgot) = self._nearest()
         return lower if forgot < other_forgot else None
 
     def summary(self) -> str:
