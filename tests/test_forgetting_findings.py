@@ -104,7 +104,7 @@ def test_frontier_table_and_plot_read_the_runs():
     assert len(lines) == 1 + 4 and lines[1].split()[:5] == ["prefix", "P=10", "0.0001", "5", "0.500"]  # by rate
     assert "25.0" in lines[1] and f"{3.0 - 2 * 0.5 + 1.0:+.3f}" in lines[1]
     ax = plot_frontiers(records, ["prefix P=10", "lora r=8 qv"], control=0.1)
-    assert "1 diverged off the axes" in ax.get_title()
+    assert "5 diverged run(s) off the axes" in ax.get_title()  # LoRA's second rate: five seeds
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prefix P=10", "lora r=8 qv",
                                                                    "prompt control (no training)"]
     assert len(ax.containers) == 3 and not any(line.get_marker() == "." for line in ax.lines)  # 5 seeds: bars
@@ -119,6 +119,13 @@ def test_frontier_table_and_plot_read_the_runs():
     thin = [r for r in records if r["seed"] < 2]  # two seeds a rate: the seeds as dots, no t-bars
     ax = plot_frontiers(thin, ["prefix P=10", "lora r=8 qv"], ax=plt.figure().gca())
     assert not ax.containers and sum(line.get_marker() == "." for line in ax.lines) == 3
+    partly = [r for r in records if r["method"] == "prefix"]
+    partly[-1] = {**partly[-1], "task_loss": 1.5}  # one seed of the prefix's second rate diverged
+    ax = plot_frontiers(partly, ["prefix P=10"], ax=plt.figure().gca())
+    assert len(ax.containers) == 1 and "1 diverged run(s) off the axes" in ax.get_title()  # no bar over both outcomes
+    (dots,) = [line for line in ax.lines if line.get_marker() == "."]
+    assert len(dots.get_xdata()) == 4 and max(dots.get_xdata()) < 1.0  # the seeds that learned
+    assert max(ax.get_xlim()) < 1.0  # the diverged seed neither drawn nor stretching the axis
     plt.close("all")
 
 

@@ -235,7 +235,8 @@ def test_a_run_measures_learning_forgetting_and_controls(tiny_context, run, tmp_
     assert ("dw_rel_norm" in record) == (run.method != "prefix")
     if run.method != "prefix":
         assert record["dw_rel_norm"] > 0 and record["dw_effective_rank"] >= 1 and isinstance(record["intruders"], int)
-    assert {"commit", "dirty", "machine", "date", "wall_seconds"} <= set(record["provenance"])
+    assert {"commit", "dirty", "machine", "cpu", "date", "wall_seconds"} <= set(record["provenance"])
+    assert record["provenance"]["cpu"].endswith(torch.backends.cpu.get_cpu_capability())
     assert all(torch.equal(v, before[k]) for k, v in tiny_context.base.state_dict().items())  # base untouched
     assert lab.sweep([run], tiny_context, tmp_path) == []  # resumable: nothing left to do
 

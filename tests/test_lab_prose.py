@@ -114,6 +114,12 @@ def higher_rate_learns_less_and_forgets_more(settings: list[str]) -> bool:
                and point(s, high).forgot.mean > point(s, low).forgot.mean for s in settings)
 
 
+def diverged_at_top_rank_rate(setting: str) -> tuple[int, int]:
+    """How many of the setting's seeds at the rank runs' higher rate diverged (task loss above 1), and of how many."""
+    top = [r["task_loss"] for r in runs_of(runs(), setting) if r["lr"] == max(RANK_RATES)]
+    return sum(loss > 1.0 for loss in top), len(top)
+
+
 def front_is_the_lower_rate(settings: list[str]) -> bool:
     return all([lr for lr, _ in pareto_rates(s)] == [min(RANK_RATES)] for s in settings)
 
@@ -158,6 +164,23 @@ def targets_beat_rank() -> bool:
 def best_losses_overlap(a: str, b: str) -> bool:
     (_, la), (_, lb) = best_task_loss(runs(), a), best_task_loss(runs(), b)
     return not (la.below(lb) or lb.below(la))
+
+
+def smallest_lora_below_the_level_overlapping_the_prefix() -> bool:
+    """The level is the prefix's own best mean; the smallest LoRA that reaches it has a best-loss interval wholly below
+    the level that overlaps the prefix's."""
+    matched = fewest_kept_at_matched_loss(runs(), lab_kept_parameters(lab_skeleton()))
+    prefix, lora = (matched.candidates[s][1] for s in (matched.prefix_setting, matched.lora_setting))
+    return matched.level == prefix.mean and lora.high < matched.level and not (lora.below(prefix) or prefix.below(lora))
+
+
+def full_reaches_the_lowest_best_loss() -> bool:
+    """Full fine-tuning's best task loss is the lowest mean of every setting in the lab, and the interval of LoRA on
+    every projection overlaps it at each rank."""
+    settings = {setting_name(r) for r in runs()}
+    full = best_task_loss(runs(), FULL)[1].mean
+    return all(full < best_task_loss(runs(), s)[1].mean for s in settings - {FULL}) and all(
+        best_losses_overlap(FULL, f"lora r={r} all") for r in (1, 8, 64))
 
 
 def smallest_lora_keeps_fewer() -> bool:
@@ -219,12 +242,20 @@ CLAIMS = [  # (notebook, cell id, phrase of the sentence, the fact it states)
         (N07, "51cb7e18", "r=1 on q and v did not forget less than r=8"))),
     (N06, "4a6b42c2", "as the lowest rate does against the next for every method in section 5",
      lambda: all(map(lowest_rate_learns_and_forgets_less, (FULL, PREFIX, LORA)))),
-    (N06, "rank-reading", "Every rank setting has three seeds at both its rates",
+    (N06, "rank-reading", "Every rank setting has at least three seeds at both its rates",
      lambda: rank_seeds([*RANK_SIZES, LORA], at_least=MIN_SEEDS)),
+    *((nb, cell, phrase, lambda: rank_seeds(RANK_SIZES, at_least=MIN_SEEDS) and MIN_SEEDS == 3
+       and {n for lr, n in findings.seeds_per_rate(runs(), LORA).items() if lr in RANK_RATES} == {5})
+      for nb, cell, phrase in (
+        (N06, "rank-reading", "(r=8 on q and v, the main grid's LoRA, has five)"),
+        (N06, "c160f970", "Of the rank runs (three seeds each; five for r=8 on q and v, the main grid's LoRA)"))),
     (N06, "rank-reading", "on every projection at each rank, and for r=64 on q and v, the higher rate learned less and "
-                          "forgot more than the lower one (for r=64 on every projection it diverged)",
+                          "forgot more than the lower one (for r=64 on every projection every seed diverged; for r=64 "
+                          "on q and v one of its three seeds did",
      lambda: higher_rate_learns_less_and_forgets_more([s for s in RANK_SIZES if s != "lora r=1 qv"])
-     and all(r["task_loss"] > 1.0 for r in runs_of(runs(), "lora r=64 all") if r["lr"] == max(RANK_RATES))),
+     and diverged_at_top_rank_rate("lora r=64 all") == (3, 3) and diverged_at_top_rank_rate("lora r=64 qv") == (1, 3)),
+    (N06, "c160f970", "(r=1 against r=8 on every projection is a trade)",
+     lambda: trade("lora r=1 all", "lora r=8 all")),
     (N06, "rank-reading", "so each of those fronts is one point, its lower rate",
      lambda: front_is_the_lower_rate([s for s in RANK_SIZES if s != "lora r=1 qv"])),
     *((nb, cell, phrase, only_first_pair_meets) for nb, cell, phrase in (
@@ -245,11 +276,21 @@ CLAIMS = [  # (notebook, cell id, phrase of the sentence, the fact it states)
                               "best rate in the table), by more than any change of rank did with the same targets"),
         (N06, "c160f970", "adding targets lowered the best task loss more than any change of rank did"),
         (N07, "51cb7e18", "LoRA on every projection reached a lower best task loss than on q and v at each rank it "
-                          "ran, by more than any change of rank did"))),
+                          "ran"))),
     (N07, "51cb7e18", "the lab's r=1 and r=8 on q and v reach overlapping best task losses",
      lambda: best_losses_overlap("lora r=1 qv", LORA)),
     (N07, "7c2e9d14", "the smallest LoRA of the lab's that gets there keeps fewer than its prefix",
      smallest_lora_keeps_fewer),
+    (N07, "7c2e9d14", "the level is the prefix's own best mean, and the smallest LoRA that reaches it has an interval "
+                      "(printed in section 2.1) below the level that still overlaps the prefix's own",
+     smallest_lora_below_the_level_overlapping_the_prefix),
+    (N07, "51cb7e18", "at each rank it ran, in the means (at r=64 the intervals overlap), by more than any change "
+                      "of rank did with the same targets",
+     lambda: targets_beat_rank() and best_losses_overlap("lora r=64 qv", "lora r=64 all")),
+    (N07, "51cb7e18", "(r=1 against r=8 on every projection is a trade)",
+     lambda: trade("lora r=1 all", "lora r=8 all")),
+    (N07, "51cb7e18", "In the lab it reached the lowest best task loss in the means, with LoRA on every projection's "
+                      "intervals overlapping it", full_reaches_the_lowest_best_loss),
 ]
 
 

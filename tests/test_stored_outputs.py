@@ -203,3 +203,26 @@ def test_output_problems_flags_tracebacks_and_errors_a_cell_did_not_raise_on_pur
         "99.ipynb, cell 1: ConnectionError printed by a cell that does not catch it: "
         "'text (WikiText-2 unavailable: ConnectionError)'",
         "99.ipynb, cell 2: a stored error, ZeroDivisionError: division by zero"]
+
+
+# Sentences a model wrote change with the machine that stores the run (floating-point sums round differently), so
+# prose that describes them is checked against the stored output: (notebook, markdown cell, output cell, quotes the
+# prose makes of sentences in that output, and words each of those sentences must lack, as the prose says).
+SAMPLE_READINGS = [
+    ("07_comparison.ipynb", "0739bee1", "4c767ef2",
+     {"has fast food on the menu and": "Guildhall", "There is a pub called Parker's Piece": "Juniper",
+      "rated 3 by people": "Juniper"}),
+]
+
+
+@pytest.mark.parametrize("name, markdown_id, output_id, quotes", SAMPLE_READINGS, ids=lambda v: str(v)[:30])
+def test_prose_about_stored_sentences_matches_them(name, markdown_id, output_id, quotes):
+    by_id = {c.get("id"): c for c in cells(Path(NOTEBOOKS[0]).parent / name)}
+    prose = re.sub(r"\s+", " ", "".join(by_id[markdown_id]["source"]))
+    written = [line for line in text_of(by_id[output_id]).splitlines() if line.strip().startswith("restaurants")]
+    for quote, lacks in quotes.items():
+        assert quote in prose, f"{name} {markdown_id} no longer quotes {quote!r}: update SAMPLE_READINGS"
+        (line,) = [w for w in written if quote in w] or [None]
+        assert line is not None and lacks not in line, (
+            f"{name} {markdown_id} says a stored sentence reads {quote!r} and lacks {lacks!r}; the stored output of "
+            f"{output_id} no longer shows that: rewrite the prose from the stored sentences")

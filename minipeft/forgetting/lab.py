@@ -249,10 +249,20 @@ def code_version() -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "minipeft"))}
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo) and the vector instructions torch's CPU kernels use: two
+    machines that differ here can round floating-point sums differently, so the same run repeats only to rounding."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.is_file() else [])
+             if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor() or 'unknown'}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def provenance(code: dict, wall_seconds: float) -> dict:
-    """Where and when a result was made: the code (:func:`code_version`), machine, versions, date, wall seconds."""
+    """Where and when a result was made: the code (:func:`code_version`), machine and its processor, versions, date,
+    wall seconds."""
     return {**code, "machine": f"{platform.machine()} {platform.processor() or platform.node()}, {os.cpu_count()} "
-                               f"cores, {torch.get_num_threads()} torch threads",
+                               f"cores, {torch.get_num_threads()} torch threads", "cpu": cpu_model(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_seconds": round(wall_seconds, 1)}
 

@@ -32,7 +32,9 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
                    live: Sequence[dict] = (), control: float | None = None, max_loss: float = 1.0):
     """Forgetting (nats on ``text``) against task loss, a point per rate with 95% intervals over the seeds, the
     Pareto front of each setting as a line; ``live`` runs as open circles; ``control`` (the prompt control) as a
-    dashed line. Runs above ``max_loss`` (diverged) are left off the axes and counted in the title."""
+    dashed line. Runs above ``max_loss`` (diverged) are left off the axes and counted in the title; a rate where
+    only some seeds diverged gets no interval (it would span both outcomes): its other seeds show as dots, as a thin
+    rate's do, with the mean of all its seeds hollow."""
     from .findings import MIN_SEEDS, front_means, front_of
     from .lab import forgetting_nats, setting_name
 
@@ -44,15 +46,15 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     off, labels = 0, []
     for setting in settings:
         front = front_of(records, setting, text)
-        shown = [p for p in front if p.loss.mean <= max_loss]
-        off += len(front) - len(shown)
-        for p in shown:
-            if len(p.task_loss) >= MIN_SEEDS:
+        off += sum(loss > max_loss for p in front for loss in p.task_loss)
+        for p in (p for p in front if p.loss.mean <= max_loss):
+            if len(p.task_loss) >= MIN_SEEDS and max(p.task_loss) <= max_loss:
                 ax.errorbar(p.loss.mean, p.forgot.mean, xerr=[[p.loss.mean - p.loss.low], [p.loss.high - p.loss.mean]],
                             yerr=[[p.forgot.mean - p.forgot.low], [p.forgot.high - p.forgot.mean]], fmt="o", ms=4,
                             color=colors[setting], capsize=2, lw=1)
             else:  # a t-interval over one or two seeds says little (t = 12.7 for two): show the seeds themselves
-                ax.plot(p.task_loss, p.forgetting, ".", color=colors[setting], ms=4, alpha=0.5)
+                kept = [(x, y) for x, y in zip(p.task_loss, p.forgetting, strict=True) if x <= max_loss]
+                ax.plot(*zip(*kept, strict=True), ".", color=colors[setting], ms=4, alpha=0.5)
                 ax.plot(p.loss.mean, p.forgot.mean, "o", color=colors[setting], ms=5, mfc="white")  # hollow: no CI
             labels.append(ax.annotate(f"{p.lr:.3g}", (p.loss.mean, p.forgot.mean), textcoords="offset points",
                                       xytext=(4, 3), fontsize=7, color=colors[setting], zorder=5,  # over the lines
@@ -72,7 +74,7 @@ def plot_frontiers(records: Sequence[dict], settings: Sequence[str], text: str =
     ax.set_xlabel("task validation loss (nats/token; right = learned more)")
     ax.set_ylabel(f"forgetting on {text}\n(nats/token; up = forgot more)")
     ax.set_title(f"{text}: points = rates (labels), bars = 95% CI\n({MIN_SEEDS}+ seeds; fewer: small dots = the seeds)"
-                 + (f"; {off} diverged off the axes" if off else ""), fontsize=9)
+                 + (f"; {off} diverged run(s) off the axes" if off else ""), fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # off the points
     spread_labels(ax, labels)
     return ax
