@@ -28,6 +28,8 @@ SmolLM2-135M.
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import json
 import math
 import threading
@@ -185,6 +187,17 @@ def weight_bytes(model: nn.Module) -> int:
     return storage_bytes([*model.parameters(), *model.buffers()])
 
 
+def release_freed_memory() -> None:
+    """Give the system back what the allocator still holds from earlier runs (``gc``, then glibc's ``malloc_trim``),
+    so that a run's resident memory above ``before`` counts what it allocates, not memory it reuses: without it, a
+    second run in one process (the ladder's sweep, the test suite) can measure 0 bytes."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # no glibc (macOS, Windows): reused memory may go uncounted there
+        pass
+
+
 @contextmanager
 def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
     """``with peak_rss() as peak:`` ``peak[0]`` is this process's largest resident memory (bytes) while the block ran,
@@ -217,6 +230,7 @@ def measure(run: LadderRun, ctx: LadderContext) -> dict:
     """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
     start = time.perf_counter()
     loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, ctx.scale.max_len, seed=run.seed, drop_long=True)
+    release_freed_memory()
     before = psutil.Process().memory_info().rss
     model = run.build(ctx.base, ctx.recipe, ctx.scale)
     with peak_rss() as peak:
