@@ -7,8 +7,11 @@ in two phases, both resumable (a run whose file exists is skipped):
 1. **The rate check** (``rates/``): each method at three rates a half-decade apart around a centre (:func:`centre`:
    the recipe's rate for full fine-tuning, LoRA and prefix-tuning, which ``scripts/lr_check.py`` measured; LoRA's for
    its descendants; ten times prefix-tuning's for prompt tuning, the ratio of notebook 02's lesson rates on GPT-2),
-   seed 0, ``rate_steps`` steps. Each method keeps the rate of lowest validation loss, or the smaller of two within
-   :data:`RATE_TIE` nats (``scripts/lr_check.py``'s rule): :func:`picked_rates`.
+   seed 0, ``rate_steps`` steps. A best rate at an edge of the rates checked is not known to be best (the next one
+   out may be better still), so the check widens by one rate beyond that edge until the lowest loss lies inside, or
+   at most :attr:`LadderScale.max_widen` rates beyond the first three (:func:`checked_grid`). Each method keeps the
+   rate of lowest validation loss, or the smaller of two within :data:`RATE_TIE` nats (``scripts/lr_check.py``'s
+   rule): :func:`picked_rates`.
 2. **The ladder** (``runs/``): each method at its picked rate, :data:`SEEDS` seeds, ``steps`` steps; per run the
    task loss (validation cross-entropy), slot error rate and BLEU of greedy sentences for the test MRs, trainable
    and stored parameters (:func:`minipeft.params.count_parameters`; stored = what a checkpoint of the method holds),
@@ -71,7 +74,8 @@ PROMPT_OVER_PREFIX = 10  # prompt tuning's centre rate over prefix-tuning's: not
 @dataclass(frozen=True)
 class LadderScale:
     """How big the ladder is: steps of a ladder run and of a rate-check run, validation examples, test MRs scored,
-    length of generated sentences and of task examples, and rsLoRA's rank."""
+    length of generated sentences and of task examples, rsLoRA's rank, the seeds, and how far the rate check may
+    widen."""
 
     steps: int
     rate_steps: int
@@ -81,6 +85,7 @@ class LadderScale:
     max_len: int
     rslora_rank: int
     seeds: tuple[int, ...] = SEEDS
+    max_widen: int = 2  # rates the rate check may add beyond its first three on either side (checked_grid)
 
 
 # SmolLM2-135M. Measured on 6 Dec 2026, one torch thread on 2 cores busy with another sweep, lr 9e-3, seed 0: a LoRA
@@ -89,7 +94,7 @@ FULL_SCALE = LadderScale(steps=60, rate_steps=30, n_val=64, n_mrs=32, max_new_to
                          rslora_rank=64)
 # The ci profile's smoke test on the mini GPT-2: every line runs in seconds, no number is a result.
 CI_SCALE = LadderScale(steps=3, rate_steps=2, n_val=8, n_mrs=3, max_new_tokens=6, max_len=128, rslora_rank=32,
-                       seeds=(0,))
+                       seeds=(0,), max_widen=1)
 
 
 def ladder_scale(profile: str | Profile | None = None) -> LadderScale:
@@ -107,10 +112,45 @@ def centre(method: str, recipe: Recipe) -> float:
     return recipe.rate(method)
 
 
+def _rate(centre_rate: float, k: int) -> float:
+    """The rate ``k`` half-decades from the centre, to 3 significant digits."""
+    return float(f"{centre_rate * RATE_FACTOR ** k:.3g}")
+
+
 def rate_grid(recipe: Recipe, methods: Sequence[str] = METHODS) -> dict[str, tuple[float, ...]]:
-    """The rate check's three rates per method, a half-decade apart around :func:`centre`."""
-    return {m: tuple(float(f"{centre(m, recipe) * f:.3g}") for f in (1 / RATE_FACTOR, 1, RATE_FACTOR))
-            for m in methods}
+    """The rate check's first three rates per method, a half-decade apart around :func:`centre`."""
+    return {m: tuple(_rate(centre(m, recipe), k) for k in (-1, 0, 1)) for m in methods}
+
+
+def widened(rates: tuple[float, ...], records: list[dict], centre_rate: float, max_widen: int) -> tuple[float, ...]:
+    """``rates`` and, when all of them are in ``records`` and the lowest finite loss lies at an edge (the lowest or
+    the highest rate), the next rate a half-decade beyond that edge, unless ``max_widen`` rates already lie beyond
+    the first three on that side. A diverged rate (loss None) is never the lowest loss, so a check does not widen
+    past it."""
+    loss = {r["lr"]: r["task_loss"] for r in records}
+    finite = [lr for lr in rates if loss.get(lr) is not None]
+    if not finite or not set(rates) <= set(loss):
+        return rates
+    best = min(finite, key=lambda lr: loss[lr])
+    steps = [round(math.log(lr / centre_rate) / math.log(RATE_FACTOR)) for lr in rates]
+    if best == max(rates) and max(steps) < 1 + max_widen:
+        return (*rates, _rate(centre_rate, max(steps) + 1))
+    if best == min(rates) and min(steps) > -1 - max_widen:
+        return (_rate(centre_rate, min(steps) - 1), *rates)
+    return rates
+
+
+def checked_grid(recipe: Recipe, records: list[dict], methods: Sequence[str] = METHODS,
+                 max_widen: int = FULL_SCALE.max_widen) -> dict[str, tuple[float, ...]]:
+    """The rates the rate check needs, given what ``records`` (its finished runs) hold: :func:`rate_grid`'s three,
+    widened (:func:`widened`) as far as the records show it must be; a rate not yet run ends the widening."""
+    grid = {}
+    for m, rates in rate_grid(recipe, methods).items():
+        mine = [r for r in records if r["method"] == m]
+        while (wider := widened(rates, mine, centre(m, recipe), max_widen)) != rates:
+            rates = wider
+        grid[m] = rates
+    return grid
 
 
 @dataclass(frozen=True)
@@ -311,8 +351,14 @@ def run_ladder(profile: str | Profile = "cpu", methods: Sequence[str] = METHODS,
     if base is None:
         base, tokenizer = load_base_model(profile)
     ctx = LadderContext.create(base, tokenizer, profile.base_model, profile, scale)
-    grid = rate_grid(ctx.recipe, methods)
-    written = sweep(rate_runs(grid, scale), ctx, ladder_dir, max_runs)
+    written: list[Path] = []
+    while True:  # the rate check, widened after each round until no rate is missing (or max_runs is spent)
+        grid = checked_grid(ctx.recipe, load_records(ladder_dir, "rates"), methods, scale.max_widen)
+        left = None if max_runs is None else max_runs - len(written)
+        new = sweep(rate_runs(grid, scale), ctx, ladder_dir, left)
+        written += new
+        if not new:
+            break
     left = None if max_runs is None else max_runs - len(written)
     rates = picked_rates(load_records(ladder_dir, "rates"), grid)
     if rates:

@@ -35,6 +35,29 @@ def test_the_rate_check_centres_on_the_recipes_rates():
     assert grid["lora"] == (0.00285, 0.009, 0.0285), "a half-decade either side, 3 significant digits"
 
 
+def test_the_rate_check_widens_past_an_edge_best_and_no_further_than_it_must():
+    smol = RECIPES["smollm2-135m"]
+    grid = ladder.rate_grid(smol, ("full", "lora"))
+    full = [_rec(4.74e-5, 0.541, "full"), _rec(1.5e-4, 0.450, "full"), _rec(4.74e-4, 0.418, "full")]  # 7 Dec
+    lora = [_rec(0.00285, 0.614), _rec(0.009, 0.515), _rec(0.0285, 4.574)]
+    assert grid["full"] == (4.74e-5, 1.5e-4, 4.74e-4)
+    checked = ladder.checked_grid(smol, full + lora, ("full", "lora"))
+    assert checked == {"full": (4.74e-5, 1.5e-4, 4.74e-4, 1.5e-3), "lora": grid["lora"]}, "best at the top: one more"
+    assert ladder.picked_rates(full + lora, checked) == {"lora": 0.009}, "full's widened check is not finished"
+    full_wider = [*full, _rec(1.5e-3, 0.43, "full")]
+    assert ladder.checked_grid(smol, full_wider, ("full",))["full"] == checked["full"], "bracketed: stop"
+    assert ladder.picked_rates(full_wider, checked) == {"full": 4.74e-4}
+    low = [_rec(0.00285, 0.524), _rec(0.009, 0.536), _rec(0.0285, 6.888)]  # rsLoRA's: the lowest loss at the bottom
+    assert ladder.checked_grid(smol, low, ("lora",))["lora"] == (0.0009, 0.00285, 0.009, 0.0285)
+    falling = low + [_rec(0.0009, 0.5), _rec(0.000285, 0.49), _rec(0.00009, 0.48)]
+    assert ladder.checked_grid(smol, falling, ("lora",))["lora"] == (0.000285, 0.0009, 0.00285, 0.009, 0.0285), \
+        "at most max_widen = 2 rates beyond the first three"
+    diverged_top = [_rec(0.00285, 0.9), _rec(0.009, 0.5), _rec(0.0285, None)]
+    assert ladder.checked_grid(smol, diverged_top, ("lora",))["lora"] == grid["lora"], "a diverged rate never widens"
+    rising = [_rec(0.00285, 0.9), _rec(0.009, 0.7), _rec(0.0285, 0.6)]
+    assert ladder.checked_grid(smol, rising, ("lora",), max_widen=0)["lora"] == grid["lora"]
+
+
 def test_rslora_runs_at_a_high_rank_with_the_recipes_scale_at_its_rank(tiny_llama):
     recipe = RECIPES["smollm2-135m"]  # q and v, r0 = 2, alpha0 = 16: scale 8
     model = ladder.LadderRun("rslora", 1e-3, 0, 1).build(tiny_llama(), recipe, ladder.FULL_SCALE)
@@ -48,9 +71,12 @@ def test_rslora_runs_at_a_high_rank_with_the_recipes_scale_at_its_rank(tiny_llam
 def test_a_ci_ladder_checks_rates_then_runs_resumably(tmp_path, capsys):
     methods = ("full", "qlora", "prefix")
     written = ladder.run_ladder("ci", methods=methods, ladder_dir=tmp_path)
-    assert len(written) == 3 * len(methods) + len(methods) * len(ladder.CI_SCALE.seeds)
     rates = ladder.load_records(tmp_path, "rates")
-    picked = ladder.picked_rates(rates, ladder.rate_grid(RECIPES["mini-gpt2"], methods))
+    grid = ladder.checked_grid(RECIPES["mini-gpt2"], rates, methods, ladder.CI_SCALE.max_widen)
+    assert sorted((r["method"], r["lr"]) for r in rates) == sorted((m, lr) for m in methods for lr in grid[m])
+    assert all(3 <= len(grid[m]) <= 3 + ladder.CI_SCALE.max_widen for m in methods)
+    assert len(written) == len(rates) + len(methods) * len(ladder.CI_SCALE.seeds)
+    picked = ladder.picked_rates(rates, grid)
     runs = {r["method"]: r for r in ladder.load_records(tmp_path, "runs")}
     assert set(runs) == set(methods) and all(runs[m]["lr"] == picked[m] for m in methods)
     assert "ladder rates (from the rate check): full" in capsys.readouterr().out
