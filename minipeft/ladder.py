@@ -22,10 +22,11 @@ in two phases, both resumable (a run whose file exists is skipped):
 
 rsLoRA runs at rank :attr:`LadderScale.rslora_rank` with ``alpha = alpha0 / sqrt(r0)`` (the recipe's ``r0``,
 ``alpha0``): its scale ``alpha / sqrt(r)`` equals the recipe's LoRA scale at ``r = r0`` (rsLoRA's point: one alpha
-serves every rank). The sizes are the recipe's, not matched to one stored-parameter budget (a prefix, a soft prompt
-and a q-and-v LoRA of rank 2 cannot all hold the same count, and rsLoRA exists for high ranks): the table prints each
-method's trainable and stored parameters beside its quality. ``python scripts/ladder.py`` (``make ladder``) runs it on
-SmolLM2-135M.
+serves every rank). The sizes are the recipe's; :func:`budget` says which of them store exactly LoRA's count (on
+SmolLM2-135M: LoRA, PiSSA, QLoRA and prefix-tuning; DoRA adds its magnitude vectors) and each other method's ratio
+to it (full fine-tuning is the reference, rsLoRA exists for high ranks, and a soft prompt of LoRA's count would be
+hundreds of positions on every example). The table prints each method's trainable and stored parameters beside its
+quality. ``python scripts/ladder.py`` (``make ladder``) runs it on SmolLM2-135M.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+import torch
 from torch import nn
 
 from .data import Pair, load_restaurant, make_loader
@@ -170,11 +172,16 @@ class LadderRun:
     def build(self, base: nn.Module, recipe: Recipe, scale: LadderScale) -> nn.Module:
         """The model to train, on a copy of ``base``; the adapter's initial draw comes from this run's seed."""
         seed_everything(self.seed)
-        size = {}
-        if self.method == "rslora":
-            r0, alpha0 = recipe.lora["r"], recipe.lora["alpha"]
-            size = {"r": scale.rslora_rank, "alpha": alpha0 / math.sqrt(r0)}  # scale alpha/sqrt(r0) at r0
-        return build(self.method, copy.deepcopy(base), recipe, **size)
+        return build(self.method, copy.deepcopy(base), recipe, **method_size(self.method, recipe, scale))
+
+
+def method_size(method: str, recipe: Recipe, scale: LadderScale) -> dict:
+    """``build``'s size overrides of ``method`` in the ladder: rsLoRA's high rank, with ``alpha = alpha0 / sqrt(r0)``
+    so that at the recipe's rank ``r0`` its scale is the recipe's; nothing for the other methods."""
+    if method != "rslora":
+        return {}
+    r0, alpha0 = recipe.lora["r"], recipe.lora["alpha"]
+    return {"r": scale.rslora_rank, "alpha": alpha0 / math.sqrt(r0)}  # scale alpha/sqrt(r0) at r0
 
 
 def run_path(run: LadderRun, ladder_dir: str | Path = LADDER_DIR) -> Path:
@@ -236,6 +243,66 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # no glibc (macOS, Windows): reused memory may go uncounted there
         pass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What each ladder method stores (:func:`stored_parameters`), against LoRA's count, the ladder's budget."""
+
+    stored: dict[str, int]  # per method of METHODS (short names)
+    prompt_len: int  # the recipe's soft prompt: positions, each one embedding row
+
+    @property
+    def lora(self) -> int:
+        """LoRA's stored parameters: the budget."""
+        return self.stored["lora"]
+
+    def ratio(self, method: str) -> float:
+        return self.stored[method] / self.lora
+
+    @property
+    def on_budget(self) -> list[str]:
+        """The methods that store exactly LoRA's count."""
+        return [m for m, n in self.stored.items() if n == self.lora]
+
+    @property
+    def magnitudes(self) -> int:
+        """DoRA's extra: its magnitude vectors m, one number per output feature of every adapted layer."""
+        return self.stored["dora"] - self.lora
+
+    @property
+    def prompt_width(self) -> int:
+        """Parameters per soft-prompt position (the embedding width)."""
+        return self.stored["prompt"] // self.prompt_len
+
+    @property
+    def prompt_positions(self) -> float:
+        """How many soft-prompt positions would store LoRA's count: positions added to every example."""
+        return self.lora / self.prompt_width
+
+    def format(self) -> str:
+        """One row per method: stored parameters, the ratio to LoRA's, and whether it is on the budget."""
+        return format_table([{"method": NAMES[m], "stored": n, "/ LoRA's": f"{self.ratio(m):.3g}",
+                              "on LoRA's budget": "yes" if n == self.lora else "no"}
+                             for m, n in self.stored.items()])
+
+
+def budget(model: nn.Module, recipe: Recipe | None = None, scale: LadderScale = FULL_SCALE) -> Budget:
+    """Each ladder method's stored parameters on ``model`` at the ladder's sizes (``recipe``: default
+    :func:`recipe_for` ``model``; rsLoRA at ``scale``'s rank), counted on a copy built on the meta device: the real
+    ``build`` and :func:`stored_parameters`, no memory, no weights, so SmolLM2-135M's counts come from its
+    ``config.json`` alone. PiSSA's A and B have LoRA's shapes (its SVD sets their values, which a meta tensor lacks):
+    it is counted as built with LoRA's initialisation (``tests/test_ladder.py`` checks the two agree on real weights).
+    """
+    recipe = recipe or recipe_for(model)
+    with torch.device("meta"):
+        twin = type(model)(model.config) if hasattr(model, "config") else copy.deepcopy(model).to("meta")
+    stored = {}
+    for method in METHODS:
+        built = build("lora" if method == "pissa" else method, copy.deepcopy(twin), recipe,
+                      **method_size(method, recipe, scale))
+        stored[method] = stored_parameters(built, method)
+    return Budget(stored, recipe.prompt_len)
 
 
 @contextmanager

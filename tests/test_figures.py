@@ -18,7 +18,7 @@ from minipeft.tools import make_figures
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "figures"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-NAMES = ("robot", "prefix_block", "lora_path", "lora_merge")
+NAMES = ("robot", "prefix_block", "lora_path", "lora_merge", "lora_family")
 
 
 _SHAPE = re.compile(r'<g id="patch_\d+">\s*<path d="([^"]*)"[^>]*? style="([^"]*)"')

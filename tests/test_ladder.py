@@ -179,3 +179,48 @@ def test_peak_rss_sees_a_tensor_that_came_and_went():
 
     out = subprocess.run([sys.executable, "-c", PEAK_RSS_CHECK], capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) >= 48 * 2**20
+
+
+def test_budget_counts_what_each_built_method_stores(tiny_llama):
+    """ladder.budget counts on a meta copy; each count equals what the real build stores (PiSSA's SVD included),
+    and the parts add up by hand: LoRA r (in + out) per q and v, DoRA one m per output, the prefix 2 P kv-width per
+    layer, a soft-prompt position one embedding row."""
+    import copy
+
+    from minipeft.recipes import build
+
+    recipe, scale = RECIPES["smollm2-135m"], ladder.FULL_SCALE  # q and v, r = 2, P = 10
+    model = tiny_llama()
+    found = ladder.budget(model, recipe, scale)
+    for method in ladder.METHODS:
+        real = build(method, copy.deepcopy(model), recipe, **ladder.method_size(method, recipe, scale))
+        assert found.stored[method] == ladder.stored_parameters(real, method), method
+    cfg = model.config
+    layers, d, kv = cfg.num_hidden_layers, cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim
+    r, P = recipe.lora["r"], recipe.prefix_len
+    assert found.lora == layers * r * ((d + d) + (d + kv))
+    assert found.magnitudes == layers * (d + kv) and found.stored["dora"] == found.lora + found.magnitudes
+    assert found.stored["rslora"] == found.lora * scale.rslora_rank // r
+    assert found.stored["prefix"] == layers * 2 * P * kv and found.prompt_width == d
+    assert found.stored["full"] == count_parameters(model)
+    assert found.on_budget == ["lora", "pissa", "qlora"], "on the tiny Llama the prefix is not on LoRA's budget"
+    assert found.ratio("rslora") == scale.rslora_rank / r
+    assert math.isclose(found.prompt_positions, found.lora / d)
+    text = found.format()
+    assert text.splitlines()[0].startswith("method") and "prompt tuning" in text and "on LoRA's budget" in text
+
+
+def test_on_smollm2_lora_pissa_qlora_and_the_prefix_store_the_same():
+    """SmolLM2-135M's shapes (its config alone, no weights): 30 layers, width 576, key/value width 192."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(num_hidden_layers=30, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
+                         num_key_value_heads=3, head_dim=64, vocab_size=49152, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    found = ladder.budget(model, RECIPES["smollm2-135m"])
+    assert found.on_budget == ["lora", "pissa", "qlora", "prefix"] and found.lora == 115_200
+    assert found.magnitudes == 30 * (576 + 192) and found.stored["full"] == 134_515_008
+    assert found.prompt_positions == 200 and found.stored["prompt"] == 10 * 576
+    assert found.ratio("rslora") == 32

@@ -384,11 +384,112 @@ def draw_lora_merge(ax: Axes) -> None:
           "first): a few small tensors, not a model", size=10.5, ha="left")
 
 
+# ---------------------------------------------------------------------------------------- 5. lora_family
+
+
+NF4 = Look("#e4e9f2", "#4a6a8a")  # a frozen weight stored in 4 bits: drawn hatched
+
+
+def _family_skeleton(ax: Axes, x0: float, title: str, subtitle: str) -> tuple[float, float]:
+    """One panel's title, subtitle, input box and the two arrows up from it; returns the left and right branches'
+    centres."""
+    cx = x0 + 1.3
+    write(ax, cx, 5.55, title, size=13.5, bold=True)
+    write(ax, cx, 5.12, subtitle, size=9.5, color=GREY)
+    box(ax, cx - 0.6, 0.95, 1.2, 0.38, "x")
+    left, right = x0 + 0.6, x0 + 2.0
+    arrow(ax, (cx - 0.25, 1.33), (left, 1.75))
+    arrow(ax, (cx + 0.25, 1.33), (right, 1.75))
+    return left, right
+
+
+def _lora_branch(ax: Axes, cx: float, scale: str) -> None:
+    """A and B as two trapezoids (r numbers between them) and the scale node above them, from y = 1.75 to 3.45."""
+    trapezoid(ax, cx, 1.75, 0.5, 0.9, 0.25, TRAIN)
+    write(ax, cx, 1.97, "$A$", size=12)
+    trapezoid(ax, cx, 2.35, 0.5, 0.25, 0.9, TRAIN)
+    write(ax, cx, 2.63, "$B$", size=12)
+    node(ax, cx, 3.22, scale, r=0.3, size=10)
+    arrow(ax, (cx, 2.85), (cx, 2.92))
+
+
+def _sum_to(ax: Axes, x0: float, left: float, right: float, left_top: float, right_top: float, y: float = 3.95) -> None:
+    """The two branches meet in a + node at height ``y``, centred in the panel."""
+    cx = x0 + 1.3
+    node(ax, cx, y, "+", r=0.17, size=12)
+    elbow(ax, [(left, left_top), (left, y), (cx - 0.17, y)])
+    elbow(ax, [(right, right_top), (right, y), (cx + 0.17, y)])
+
+
+def draw_lora_family(ax: Axes) -> None:
+    write(ax, 6.75, 6.3, "The LoRA family: each one a small change to notebook 03's layer", size=15, bold=True)
+    w = 2.7  # one panel's width
+    for i in range(1, 5):
+        ax.plot([i * w, i * w], [0.95, 5.8], color="#cccccc", lw=1.0)
+
+    # LoRA
+    x0 = 0.0
+    left, right = _family_skeleton(ax, x0, "LoRA", "Hu et al., 2021")
+    box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
+    _lora_branch(ax, right, "×α/r")
+    _sum_to(ax, x0, left, right, 2.85, 3.52)
+    write(ax, x0 + 1.3, 4.55, r"$h = W_0 x + \frac{\alpha}{r} B A x$", size=11.5)
+    write(ax, x0 + 1.3, 0.62, "B = 0 at the start:\nstep 0 is the base model", size=9.5)
+
+    # rsLoRA
+    x0 = w
+    left, right = _family_skeleton(ax, x0, "rsLoRA", "Kalajdzievski, 2023")
+    box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
+    _lora_branch(ax, right, "×α/√r")
+    _sum_to(ax, x0, left, right, 2.85, 3.52)
+    write(ax, x0 + 1.3, 4.55, r"$h = W_0 x + \frac{\alpha}{\sqrt{r}} B A x$", size=11.5)
+    write(ax, x0 + 1.3, 0.62, "one line changed, the scale:\na high rank keeps learning", size=9.5)
+
+    # DoRA: V = W0 + s B A, each output row scaled to length m
+    x0 = 2 * w
+    left, right = _family_skeleton(ax, x0, "DoRA", "Liu et al., 2024")
+    box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
+    _lora_branch(ax, right, "×α/r")
+    _sum_to(ax, x0, left, right, 2.85, 3.52, y=3.7)
+    cx = x0 + 1.3
+    arrow(ax, (cx, 3.87), (cx, 4.02))
+    box(ax, cx - 0.95, 4.02, 1.9, 0.4, r"$m \cdot V \,/\, \|V\|_\mathrm{row}$", TRAIN, size=11)
+    write(ax, cx, 4.72, r"$V = W_0 + \frac{\alpha}{r} B A$", size=11.5)
+    write(ax, x0 + 1.3, 0.62, "m: a trained length per output;\nLoRA moves the direction;\n‖V‖ is a constant "
+          "for backward", size=9.5)
+
+    # PiSSA: the top r singular directions of W0 start the adapter, the residual stays frozen
+    x0 = 3 * w
+    left, right = _family_skeleton(ax, x0, "PiSSA", "Meng et al., 2024")
+    box(ax, left - 0.45, 1.75, 0.9, 1.1, look=FROZEN)
+    write(ax, left, 2.45, "$W_\\mathrm{res}$", size=13)
+    write(ax, left, 2.05, "the rest", size=9, color=GREY)
+    _lora_branch(ax, right, "×α/r")
+    _sum_to(ax, x0, left, right, 2.85, 3.52)
+    write(ax, x0 + 1.3, 4.6, "$W_0 = U S V^\\top$: top r of it\n→ B A, the rest → $W_\\mathrm{res}$", size=9.5)
+    write(ax, x0 + 1.3, 0.62, "the same model at the start,\nprincipal directions trained", size=9.5)
+
+    # QLoRA: the frozen weight in NF4, dequantised at each call, LoRA on top in full precision
+    x0 = 4 * w
+    left, right = _family_skeleton(ax, x0, "QLoRA", "Dettmers et al., 2023")
+    ax.add_patch(FancyBboxPatch((left - 0.45, 1.75), 0.9, 1.1, boxstyle="round,pad=0,rounding_size=0.06",
+                                facecolor=NF4.face, edgecolor=NF4.edge, linewidth=1.4, hatch="////"))
+    box(ax, left - 0.38, 2.1, 0.76, 0.42, "$W_0$\nNF4", FROZEN, size=9.5)
+    _lora_branch(ax, right, "×α/r")
+    _sum_to(ax, x0, left, right, 2.85, 3.52)
+    write(ax, x0 + 1.3, 4.6, "4 bits a weight, blocks of 64,\none absmax per block", size=9.5)
+    write(ax, x0 + 1.3, 0.62, "LoRA in full precision on a\n4-bit base, dequantised\nat each call", size=9.5)
+
+    key(ax, 0.2, 0.12, [(FROZEN, "frozen"), (TRAIN, "trainable")], size=9.5)
+    write(ax, 2.75, 0.12, "hatched: stored in 4 bits (NF4)", size=9.5, ha="left")
+
+
 FIGURES: dict[str, tuple[tuple[float, float], Callable[[Axes], None]]] = {
     "robot": ((10.5, 6.65), draw_robot),
     "prefix_block": ((10.5, 7.5), draw_prefix_block),
     "lora_path": ((10.0, 7.15), draw_lora_path),
     "lora_merge": ((10.5, 7.65), draw_lora_merge),
+    "lora_family": ((13.5, 6.65), draw_lora_family),
 }
 
 
