@@ -395,6 +395,21 @@ def picked_rates(records: list[dict], grid: dict[str, tuple[float, ...]]) -> dic
             if {r["lr"] for r in by_method[m]} >= set(rates)}
 
 
+def format_rate_check(records: list[dict], grid: dict[str, tuple[float, ...]]) -> str:
+    """The rate check as a table: per method, each rate of ``grid`` with its validation loss (``diverged``, or
+    ``not run`` yet), how many rates it widened by, and the rate it picked (``-`` while unfinished)."""
+    loss = {(r["method"], r["lr"]): r["task_loss"] for r in records}
+    picked = picked_rates(records, grid)
+
+    def cell(m: str, lr: float) -> str:
+        if (m, lr) not in loss:
+            return f"{lr:.3g}: not run"
+        return f"{lr:.3g}: " + ("diverged" if loss[m, lr] is None else f"{loss[m, lr]:.3f}")
+    return format_table([{"method": NAMES[m], "rate: validation loss": ", ".join(cell(m, lr) for lr in rates),
+                          "widened": len(rates) - 3, "picked": f"{picked[m]:.3g}" if m in picked else "-"}
+                         for m, rates in grid.items()])
+
+
 def ladder_runs(rates: dict[str, float], scale: LadderScale) -> list[LadderRun]:
     """Every method at its picked rate, seed by seed (an unfinished ladder still has every method's first seed)."""
     return [LadderRun(m, lr, seed, scale.steps) for seed in scale.seeds for m, lr in rates.items()]

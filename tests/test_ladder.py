@@ -58,6 +58,16 @@ def test_the_rate_check_widens_past_an_edge_best_and_no_further_than_it_must():
     assert ladder.checked_grid(smol, rising, ("lora",), max_widen=0)["lora"] == grid["lora"]
 
 
+def test_the_rate_check_table_shows_each_rate_its_widening_and_the_pick():
+    smol = RECIPES["smollm2-135m"]
+    records = [_rec(4.74e-5, 0.541, "full"), _rec(1.5e-4, 0.450, "full"), _rec(4.74e-4, 0.418, "full"),
+               _rec(0.00285, 0.614), _rec(0.009, 0.515), _rec(0.0285, None)]
+    lines = ladder.format_rate_check(records, ladder.checked_grid(smol, records, ("full", "lora"))).splitlines()
+    assert lines[1].split() == ["full", "fine-tuning", "4.74e-05:", "0.541,", "0.00015:", "0.450,", "0.000474:",
+                                "0.418,", "0.0015:", "not", "run", "1", "-"], "widened once, unfinished: no pick"
+    assert lines[2].split() == ["LoRA", "0.00285:", "0.614,", "0.009:", "0.515,", "0.0285:", "diverged", "0", "0.009"]
+
+
 def test_rslora_runs_at_a_high_rank_with_the_recipes_scale_at_its_rank(tiny_llama):
     recipe = RECIPES["smollm2-135m"]  # q and v, r0 = 2, alpha0 = 16: scale 8
     model = ladder.LadderRun("rslora", 1e-3, 0, 1).build(tiny_llama(), recipe, ladder.FULL_SCALE)
