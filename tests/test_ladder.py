@@ -2,6 +2,8 @@
 GPT-2 (every line runs in seconds; no number is a result)."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -184,11 +186,28 @@ print(peak[0] - start)
 
 def test_peak_rss_sees_a_tensor_that_came_and_went():
     # in a fresh process: after earlier tests, the allocator may hand back memory that is already resident
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", PEAK_RSS_CHECK], capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) >= 48 * 2**20
+
+
+RELEASE_CHECK = """
+import psutil
+from minipeft.ladder import release_freed_memory
+rss = lambda: psutil.Process().memory_info().rss
+chunks = [bytes(4096) for _ in range(32768)]  # 128 MiB in pieces below malloc's mmap threshold: on the heap
+pin = chunks[-1]                               # the heap's top stays in use, so free() alone cannot shrink it
+del chunks
+held = rss()
+release_freed_memory()
+print(held - rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_release_freed_memory_gives_back_what_a_finished_run_left_on_the_heap():
+    # without it (gc alone gives back 0 bytes here), the next run's peak above `before` reuses that memory uncounted
+    out = subprocess.run([sys.executable, "-c", RELEASE_CHECK], capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) >= 96 * 2**20
 
 
 def test_budget_counts_what_each_built_method_stores(tiny_llama):
