@@ -507,12 +507,16 @@ def advice(table: list[Rung]) -> list[str]:
     fastest. A method with one seed has no interval: the best is sought among methods with seeds enough for one, the
     others are named as not compared; when every method has one seed the lines say that nothing can be read yet
     (instead of printing zero-width intervals)."""
-    best = min([r for r in table if r.ser.n > 1] or table, key=lambda r: r.ser.mean)
+    compared = [r for r in table if r.ser.n > 1] or table
+    best = min(compared, key=lambda r: r.ser.mean)
+    level = [r for r in compared if r.ser.mean == best.ser.mean]  # an exact tie on the means names them all
+    names = " and ".join(r.name for r in level)
     seeds = f"{best.ser.n} seed{'s' if best.ser.n > 1 else ''}"
     interval = (f"95% interval {best.ser.low:.1%} to {best.ser.high:.1%}" if best.ser.n > 1 else
                 "no 95% interval")
     thin = [r.name for r in table if r.ser.n < 2]
-    lines = [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} ({interval}, {seeds})."]
+    lines = [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} ({interval}, {seeds})." if len(level) == 1 else
+             f"Fewest slot errors: {names}, {best.ser.mean:.1%} each ({seeds} each)."]
     if best.ser.n < 2:
         tied = [best]
         lines.append(f"Which methods are as good within seed noise cannot be read: that needs an interval, hence at "
@@ -526,7 +530,8 @@ def advice(table: list[Rung]) -> list[str]:
         return [*lines, f"Its costs: {best.stored:,} stored parameters, {best.weight_mb:.0f} MB of weights, "
                         f"{best.step_seconds:.3f} s per step.",
                 f"Pick {best.name}: no other method is shown as good within seed noise." if best.ser.n > 1 else
-                f"No pick from one seed: {best.name} leads on the means only."]
+                f"No pick from one seed: {best.name} leads on the means only." if len(level) == 1 else
+                f"No pick from one seed: {names} tie on the means."]
     small = min(tied, key=lambda r: r.stored)
     light = min(tied, key=lambda r: r.weight_mb)
     fast = min(tied, key=lambda r: r.step_seconds)

@@ -159,9 +159,13 @@ def test_the_advice_never_reads_an_interval_off_one_seed():
     methods as good within seed noise (the live slice of notebook 08 has one seed per method)."""
     live = ladder.rungs([_run("lora", 0, 0.12, 58.0, 10, r=2), _run("qlora", 0, 0.12, 57.0, 10, weight_bytes=1e6, r=2)])
     lines = ladder.advice(live)
-    assert lines[0] == "Fewest slot errors: LoRA r=2, 12.0% (no 95% interval, 1 seed)."
+    assert lines[0] == "Fewest slot errors: LoRA r=2 and QLoRA r=2, 12.0% each (1 seed each).", "a tie names both"
     assert "cannot be read" in lines[1] and "LoRA r=2, QLoRA r=2 have one" in lines[1]
     assert not any("within seed noise (their" in line or "to 12.0%" in line for line in lines)
+    assert lines[-1] == "No pick from one seed: LoRA r=2 and QLoRA r=2 tie on the means."
+    live = ladder.rungs([_run("lora", 0, 0.12, 58.0, 10, r=2), _run("qlora", 0, 0.13, 57.0, 10, weight_bytes=1e6, r=2)])
+    lines = ladder.advice(live)
+    assert lines[0] == "Fewest slot errors: LoRA r=2, 12.0% (no 95% interval, 1 seed)."
     assert lines[-1] == "No pick from one seed: LoRA r=2 leads on the means only."
     records = [_run("full", s, ser, 60.0, 1000) for s, ser in enumerate((0.10, 0.11, 0.12))]
     records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.30, 0.31, 0.32))]
