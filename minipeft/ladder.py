@@ -503,10 +503,10 @@ def format_ladder(table: list[Rung]) -> str:
 
 def advice(table: list[Rung]) -> list[str]:
     """What a learner should pick, read off the table: the method of lowest slot error rate, those whose interval
-    reaches it (as good within seed noise), and among those the one that stores least, weighs least and steps
-    fastest. A method with one seed has no interval: the best is sought among methods with seeds enough for one, the
-    others are named as not compared; when every method has one seed the lines say that nothing can be read yet
-    (instead of printing zero-width intervals)."""
+    reaches it (as good within seed noise), and among those the one that stores least, needs least training memory
+    (its measured peak) and steps fastest. A method with one seed has no interval: the best is sought among methods
+    with seeds enough for one, the others are named as not compared; when every method has one seed the lines say
+    that nothing can be read yet (instead of printing zero-width intervals)."""
     compared = [r for r in table if r.ser.n > 1] or table
     best = min(compared, key=lambda r: r.ser.mean)
     level = [r for r in compared if r.ser.mean == best.ser.mean]  # an exact tie on the means names them all
@@ -528,16 +528,16 @@ def advice(table: list[Rung]) -> list[str]:
                      f"{', '.join(r.name for r in tied)}.{untested}")
     if len(tied) == 1:
         return [*lines, f"Its costs: {best.stored:,} stored parameters, {best.weight_mb:.0f} MB of weights, "
-                        f"{best.step_seconds:.3f} s per step.",
+                        f"{best.memory_mb:,.0f} MB of training memory at its peak, {best.step_seconds:.3f} s per step.",
                 f"Pick {best.name}: no other method is shown as good within seed noise." if best.ser.n > 1 else
                 f"No pick from one seed: {best.name} leads on the means only." if len(level) == 1 else
                 f"No pick from one seed: {names} tie on the means."]
     small = min(tied, key=lambda r: r.stored)
-    light = min(tied, key=lambda r: r.weight_mb)
+    light = min(tied, key=lambda r: r.memory_mb)  # what must fit to train: weights, gradients, optimiser, activations
     fast = min(tied, key=lambda r: r.step_seconds)
     return [*lines,
-            f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the lightest "
-            f"model in memory: {light.name} ({light.weight_mb:.0f} MB of weights); the fastest step: {fast.name} "
-            f"({fast.step_seconds:.3f} s).",
-            f"Pick {small.name} to store many adapters, {light.name} when the base barely fits in memory, "
-            f"{fast.name} when training time is what you are short of."]
+            f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the least training "
+            f"memory: {light.name} ({light.memory_mb:,.0f} MB at its peak, {light.weight_mb:.0f} MB of weights); the "
+            f"fastest step: {fast.name} ({fast.step_seconds:.3f} s).",
+            f"Pick {small.name} to store many adapters, {light.name} when training memory is short, "
+            f"{fast.name} when training time is."]

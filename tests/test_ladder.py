@@ -126,16 +126,17 @@ def test_the_script_runs_the_ci_ladder_and_stops_at_max_runs(tmp_path):
     assert len(ladder.load_records(tmp_path, "rates")) == 2 and not ladder.load_records(tmp_path, "runs")
 
 
-def _run(method, seed, ser, bleu, stored, weight_bytes=4e6, step=0.5, r=None):
+def _run(method, seed, ser, bleu, stored, weight_bytes=4e6, step=0.5, r=None, memory=1e8):
     return {"method": method, "lr": 1e-3, "seed": seed, "ser": ser, "bleu": bleu, "task_loss": 0.5 + ser,
             "trainable_params": stored, "stored_params": stored, "weight_bytes": weight_bytes,
-            "median_step_seconds": step, "memory_bytes": 1e8, "r": r}
+            "median_step_seconds": step, "memory_bytes": memory, "r": r}
 
 
 def test_the_table_and_the_advice_are_read_off_constructed_runs():
-    records = [_run("full", s, ser, 60.0, 1000, step=1.0) for s, ser in enumerate((0.10, 0.11, 0.12))]
+    records = [_run("full", s, ser, 60.0, 1000, weight_bytes=3e6, step=1.0, memory=3e8)
+               for s, ser in enumerate((0.10, 0.11, 0.12))]
     records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.11, 0.12, 0.13))]
-    records += [_run("qlora", s, ser, 57.0, 10, weight_bytes=1e6, step=0.8, r=2) for s, ser in
+    records += [_run("qlora", s, ser, 57.0, 10, weight_bytes=1e6, step=0.8, r=2, memory=0.9e8) for s, ser in
                 enumerate((0.12, 0.125, 0.13))]
     records += [_run("prompt", s, ser, 20.0, 5, step=0.3) for s, ser in enumerate((0.80, 0.82, 0.84))]
     table = ladder.rungs(records)
@@ -147,7 +148,9 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     lines = ladder.advice(table)
     assert lines[0].startswith("Fewest slot errors: full fine-tuning, 11.0%")
     assert "prompt tuning" not in lines[1] and "LoRA r=2" in lines[1], "prompt tuning is far worse: not tied"
-    assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2] and "lightest model in memory: QLoRA" in lines[2]
+    assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2]
+    assert "least training memory: QLoRA r=2 (90 MB at its peak, 1 MB of weights)" in lines[2], \
+        "memory is the training peak: full fine-tuning's fewer weight bytes do not make it the lightest to train"
     assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
     one_seed = ladder.format_ladder(ladder.rungs(records[:1]))
     assert "10.0 n/a (1 seed)" in one_seed and "[10.0, 10.0]" not in one_seed, "one seed: no zero-width interval"
@@ -172,7 +175,8 @@ def test_the_advice_never_reads_an_interval_off_one_seed():
     lines = ladder.advice(ladder.rungs([*records, _run("prompt", 0, 0.105, 20.0, 5)]))
     assert "full fine-tuning." in lines[1] and "Not compared (one seed, no interval): prompt tuning." in lines[1]
     assert "LoRA" not in lines[1], "LoRA's interval is far above: not tied"
-    assert lines[2] == "Its costs: 1,000 stored parameters, 4 MB of weights, 0.500 s per step."
+    assert lines[2] == "Its costs: 1,000 stored parameters, 4 MB of weights, 100 MB of training memory at its peak, " \
+                       "0.500 s per step."
     assert lines[3] == "Pick full fine-tuning: no other method is shown as good within seed noise."
 
 
