@@ -476,7 +476,8 @@ class Rung:
 
 
 def rungs(records: list[dict]) -> list[Rung]:
-    """The ladder's runs grouped by method (in :data:`METHODS` order); diverged runs count with the worst SER (1)."""
+    """The ladder's runs grouped by method (in :data:`METHODS` order); diverged runs count with the worst SER (1).
+    Intervals are cut to what a rate (0 to 1) and BLEU (0 to 100) can be: with 3 seeds a t-interval can pass 0."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
@@ -485,7 +486,8 @@ def rungs(records: list[dict]) -> list[Rung]:
         runs = by_method[m]
         losses = [r["task_loss"] for r in runs if r["task_loss"] is not None]
         steps = sorted(r["median_step_seconds"] for r in runs)
-        out.append(Rung(m, runs[0]["lr"], t_interval([r["ser"] for r in runs]), t_interval([r["bleu"] for r in runs]),
+        ser, bleu = t_interval([r["ser"] for r in runs]), t_interval([r["bleu"] for r in runs])
+        out.append(Rung(m, runs[0]["lr"], ser.within(0, 1), bleu.within(0, 100),
                         t_interval(losses) if losses else Interval(math.nan, math.nan, math.nan, 0),
                         runs[0]["trainable_params"], runs[0]["stored_params"], runs[0]["weight_bytes"] / 1e6,
                         steps[len(steps) // 2], max(r["memory_bytes"] for r in runs) / 1e6, runs[0].get("r")))

@@ -152,6 +152,10 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     assert "least training memory: QLoRA r=2 (90 MB at its peak, 1 MB of weights)" in lines[2], \
         "memory is the training peak: full fine-tuning's fewer weight bytes do not make it the lightest to train"
     assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
+    seeds = ((0, 99), (0, 99), (0.3, 60))  # (SER, BLEU): t-intervals below 0 and above 100
+    spread = ladder.rungs([_run("lora", s, ser, bleu, 10) for s, (ser, bleu) in enumerate(seeds)])
+    assert spread[0].ser.low == 0 and spread[0].bleu.high == 100, "cut to what a rate and BLEU can be"
+    assert spread[0].ser.high > 0.3 and spread[0].bleu.low < 60 and math.isclose(spread[0].ser.mean, 0.1)
     one_seed = ladder.format_ladder(ladder.rungs(records[:1]))
     assert "10.0 n/a (1 seed)" in one_seed and "[10.0, 10.0]" not in one_seed, "one seed: no zero-width interval"
 

@@ -50,6 +50,10 @@ class Interval:
         """The same interval in other units (a rate as a percentage: ``scaled(100)``)."""
         return Interval(self.mean * factor, self.low * factor, self.high * factor, self.n)
 
+    def within(self, lowest: float, highest: float) -> Interval:
+        """The interval cut to the values the quantity can take (a rate's t-interval can reach below 0)."""
+        return Interval(self.mean, max(self.low, lowest), min(self.high, highest), self.n)
+
     def format(self, spec: str = ".3f") -> str:
         """``mean [low, high]``, each with ``spec`` (:meth:`bounds`: one seed prints ``n/a``)."""
         return f"{self.mean:{spec}} {self.bounds(spec)}"
