@@ -506,9 +506,10 @@ def format_ladder(table: list[Rung]) -> str:
 def advice(table: list[Rung]) -> list[str]:
     """What a learner should pick, read off the table: the method of lowest slot error rate, those whose interval
     reaches it (as good within seed noise), and among those the one that stores least, needs least training memory
-    (its measured peak) and steps fastest. A method with one seed has no interval: the best is sought among methods
-    with seeds enough for one, the others are named as not compared; when every method has one seed the lines say
-    that nothing can be read yet (instead of printing zero-width intervals)."""
+    (its measured peak) and steps fastest, naming every method within :data:`COST_TIE` of the least memory or step
+    time and every method with the least stored count. A method with one seed has no interval: the best is sought
+    among methods with seeds enough for one, the others are named as not compared; when every method has one seed
+    the lines say that nothing can be read yet (instead of printing zero-width intervals)."""
     compared = [r for r in table if r.ser.n > 1] or table
     best = min(compared, key=lambda r: r.ser.mean)
     level = [r for r in compared if r.ser.mean == best.ser.mean]  # an exact tie on the means names them all
@@ -534,12 +535,30 @@ def advice(table: list[Rung]) -> list[str]:
                 f"Pick {best.name}: no other method is shown as good within seed noise." if best.ser.n > 1 else
                 f"No pick from one seed: {best.name} leads on the means only." if len(level) == 1 else
                 f"No pick from one seed: {names} tie on the means."]
-    small = min(tied, key=lambda r: r.stored)
-    light = min(tied, key=lambda r: r.memory_mb)  # what must fit to train: weights, gradients, optimiser, activations
-    fast = min(tied, key=lambda r: r.step_seconds)
+    small = _least(tied, lambda r: r.stored, 0)  # parameter counts are exact
+    light = _least(tied, lambda r: r.memory_mb)  # what must fit to train: weights, gradients, optimiser, activations
+    fast = _least(tied, lambda r: r.step_seconds)
     return [*lines,
-            f"Of those, the smallest checkpoint: {small.name} ({small.stored:,} stored parameters); the least training "
-            f"memory: {light.name} ({light.memory_mb:,.0f} MB at its peak, {light.weight_mb:.0f} MB of weights); the "
-            f"fastest step: {fast.name} ({fast.step_seconds:.3f} s).",
-            f"Pick {small.name} to store many adapters, {light.name} when training memory is short, "
-            f"{fast.name} when training time is."]
+            f"Of those, the smallest checkpoint: {_names(small)} ({small[0].stored:,} stored parameters"
+            f"{' each' if len(small) > 1 else ''}); the least training memory: {_names(light)} "
+            + (f"({light[0].memory_mb:,.0f} MB at its peak, {light[0].weight_mb:.0f} MB of weights)" if len(light) == 1
+               else f"(peaks within {COST_TIE:.0%} of {light[0].memory_mb:,.0f} MB)")
+            + f"; the fastest step: {_names(fast)} "
+            + (f"({fast[0].step_seconds:.3f} s)." if len(fast) == 1 else
+               f"(within {COST_TIE:.0%} of {fast[0].step_seconds:.3f} s, which drifts on a shared machine)."),
+            f"Pick {_names(small, ' or ')} to store many adapters, {_names(light, ' or ')} when training memory is "
+            f"short, {_names(fast, ' or ')} when training time is."]
+
+
+COST_TIE = 0.10  # memory peaks and step times within 10% of the least are not told apart (step time drifts on a VM)
+
+
+def _least(table: list[Rung], cost: Callable[[Rung], float], tie: float = COST_TIE) -> list[Rung]:
+    """The rungs whose ``cost`` is within ``tie`` (a fraction) of the least, the least first."""
+    least = min(cost(r) for r in table)
+    return sorted([r for r in table if cost(r) <= least * (1 + tie)], key=cost)
+
+
+def _names(table: list[Rung], last: str = " and ") -> str:
+    names = [r.name for r in table]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + last + names[-1]

@@ -148,10 +148,16 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     lines = ladder.advice(table)
     assert lines[0].startswith("Fewest slot errors: full fine-tuning, 11.0%")
     assert "prompt tuning" not in lines[1] and "LoRA r=2" in lines[1], "prompt tuning is far worse: not tied"
-    assert "smallest checkpoint: LoRA r=2 (10 stored" in lines[2]
+    assert "smallest checkpoint: LoRA r=2 and QLoRA r=2 (10 stored parameters each)" in lines[2], "an exact tie"
     assert "least training memory: QLoRA r=2 (90 MB at its peak, 1 MB of weights)" in lines[2], \
         "memory is the training peak: full fine-tuning's fewer weight bytes do not make it the lightest to train"
-    assert "fastest step: LoRA r=2 (0.500 s)" in lines[2] and lines[3].startswith("Pick LoRA r=2 to store")
+    assert "fastest step: LoRA r=2 (0.500 s)." in lines[2], "QLoRA's 0.8 s is not within 10%"
+    assert lines[3] == ("Pick LoRA r=2 or QLoRA r=2 to store many adapters, QLoRA r=2 when training memory is short, "
+                        "LoRA r=2 when training time is.")
+    near = ladder.advice(ladder.rungs([*records, *[_run("dora", s, ser, 58.0, 12, step=0.54, r=2, memory=0.95e8)
+                                                   for s, ser in enumerate((0.11, 0.12, 0.13))]]))
+    assert "least training memory: QLoRA r=2 and DoRA r=2 (peaks within 10% of 90 MB)" in near[2]
+    assert "fastest step: LoRA r=2 and DoRA r=2 (within 10% of 0.500 s" in near[2], "step times within 10%: tied"
     seeds = ((0, 99), (0, 99), (0.3, 60))  # (SER, BLEU): t-intervals below 0 and above 100
     spread = ladder.rungs([_run("lora", s, ser, bleu, 10) for s, (ser, bleu) in enumerate(seeds)])
     assert spread[0].ser.low == 0 and spread[0].bleu.high == 100, "cut to what a rate and BLEU can be"
