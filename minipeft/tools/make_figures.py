@@ -427,23 +427,18 @@ def draw_lora_family(ax: Axes) -> None:
     for i in range(1, 5):
         ax.plot([i * w, i * w], [0.95, 5.8], color="#cccccc", lw=1.0)
 
-    # LoRA
-    x0 = 0.0
-    left, right = _family_skeleton(ax, x0, "LoRA", "Hu et al., 2021")
-    box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
-    _lora_branch(ax, right, "×α/r")
-    _sum_to(ax, x0, left, right, 2.85, 3.52)
-    write(ax, x0 + 1.3, 4.55, r"$h = W_0 x + \frac{\alpha}{r} B A x$", size=11.5)
-    write(ax, x0 + 1.3, 0.62, "B = 0 at the start:\nstep 0 is the base model", size=9.5)
-
-    # rsLoRA
-    x0 = w
-    left, right = _family_skeleton(ax, x0, "rsLoRA", "Kalajdzievski, 2023")
-    box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
-    _lora_branch(ax, right, "×α/√r")
-    _sum_to(ax, x0, left, right, 2.85, 3.52)
-    write(ax, x0 + 1.3, 4.55, r"$h = W_0 x + \frac{\alpha}{\sqrt{r}} B A x$", size=11.5)
-    write(ax, x0 + 1.3, 0.62, "one line changed, the scale:\na high rank keeps learning", size=9.5)
+    # LoRA and rsLoRA: the same picture, only the scale differs
+    for x0, name, cite, scale, formula, note in (
+            (0.0, "LoRA", "Hu et al., 2021", "×α/r", r"$h = W_0 x + \frac{\alpha}{r} B A x$",
+             "B = 0 at the start:\nstep 0 is the base model"),
+            (w, "rsLoRA", "Kalajdzievski, 2023", "×α/√r", r"$h = W_0 x + \frac{\alpha}{\sqrt{r}} B A x$",
+             "one line changed, the scale:\na high rank keeps learning")):
+        left, right = _family_skeleton(ax, x0, name, cite)
+        box(ax, left - 0.45, 1.75, 0.9, 1.1, "$W_0$", FROZEN, size=13)
+        _lora_branch(ax, right, scale)
+        _sum_to(ax, x0, left, right, 2.85, 3.52)
+        write(ax, x0 + 1.3, 4.55, formula, size=11.5)
+        write(ax, x0 + 1.3, 0.62, note, size=9.5)
 
     # DoRA: V = W0 + s B A, each output row scaled to length m
     x0 = 2 * w
