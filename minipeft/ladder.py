@@ -2,7 +2,7 @@
 
 Eight methods, each at the course recipe's size (:func:`minipeft.recipes.build`): full fine-tuning, LoRA, rsLoRA
 at a high rank, DoRA, PiSSA, LoRA on the 4-bit NF4 base (QLoRA), prefix-tuning and prompt tuning. The ladder runs
-in two phases, both resumable (a run whose file exists is skipped):
+in phases, each resumable (a run whose file exists is skipped):
 
 1. **The rate check** (``rates/``): each method at three rates a half-decade apart around a centre (:func:`centre`:
    the recipe's rate for full fine-tuning, LoRA and prefix-tuning, which ``scripts/lr_check.py`` measured; LoRA's for
@@ -16,9 +16,11 @@ in two phases, both resumable (a run whose file exists is skipped):
    task loss (validation cross-entropy), slot error rate and BLEU of greedy sentences for the test MRs, trainable
    and stored parameters (:func:`minipeft.params.count_parameters`; stored = what a checkpoint of the method holds),
    the model's weight bytes (from the storages: QLoRA's base is NF4), the median step time, the training memory
-   (GPU: ``torch.cuda.max_memory_allocated``; CPU: :func:`peak_rss`, the process's peak resident memory while
-   training above what it held before the model was built: the model, its gradients, AdamW's state and the
-   activations) and the provenance.
+   (GPU: ``torch.cuda.max_memory_allocated``; CPU: the peak of :func:`heap_bytes`, the bytes allocated and not
+   freed, while training, above the heap before the model was built: the model, its gradients, AdamW's state and
+   the activations) and the provenance.
+3. **Memory** (``memory/``), only for a method none of whose runs holds a memory measure: its first seed again,
+   measured, not scored (:func:`memory_runs`; the first 24 runs' resident-memory peaks were dropped).
 
 rsLoRA runs at rank :attr:`LadderScale.rslora_rank` with ``alpha = alpha0 / sqrt(r0)`` (the recipe's ``r0``,
 ``alpha0``): its scale ``alpha / sqrt(r)`` equals the recipe's LoRA scale at ``r = r0`` (rsLoRA's point: one alpha
@@ -234,15 +236,35 @@ def weight_bytes(model: nn.Module) -> int:
     return storage_bytes([*model.parameters(), *model.buffers()])
 
 
-def release_freed_memory() -> None:
-    """Give the system back what the allocator still holds from earlier runs (``gc``, then glibc's ``malloc_trim``),
-    so that a run's resident memory above ``before`` counts what it allocates, not memory it reuses: without it, a
-    second run in one process (the ladder's sweep, the test suite) can measure 0 bytes."""
-    gc.collect()
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # no glibc (macOS, Windows): reused memory may go uncounted there
-        pass
+        call = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # no glibc, or one older than 2.33
+        return None
+    call.restype = _MallInfo2
+    return call
+
+
+def heap_bytes() -> int:
+    """Bytes the C allocator has handed out and not taken back (glibc's ``mallinfo2``: ``uordblks + hblkhd``), where
+    torch keeps every CPU tensor: the CPU's ``torch.cuda.memory_allocated``. Unlike resident memory it drops the
+    moment a tensor is freed, so neither memory the allocator keeps for reuse nor a build's freed temporary (QLoRA's
+    float32 copy) counts. Without glibc 2.33: the resident memory."""
+    info = _mallinfo2()
+    if info is None:
+        return psutil.Process().memory_info().rss
+    found = info()
+    return found.uordblks + found.hblkhd
+
+
+CPU_MEMORY = ("CPU: peak live heap while training (glibc mallinfo2: bytes allocated and not freed), above the heap "
+              "before the model was built" if _mallinfo2() else
+              "CPU: peak resident memory while training, above the process's before the model was built (psutil)")
 
 
 @dataclass(frozen=True)
@@ -306,15 +328,16 @@ def budget(model: nn.Module, recipe: Recipe | None = None, scale: LadderScale = 
 
 
 @contextmanager
-def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
-    """``with peak_rss() as peak:`` ``peak[0]`` is this process's largest resident memory (bytes) while the block ran,
-    sampled by a thread every ``interval`` seconds (torch releases the GIL in its kernels, so the samples go on)."""
-    process, stop = psutil.Process(), threading.Event()
-    peak = [process.memory_info().rss]
+def sampled_peak(read: Callable[[], int] = heap_bytes, interval: float = 0.01) -> Iterator[list[int]]:
+    """``with sampled_peak() as peak:`` ``peak[0]`` is the largest value of ``read()`` (bytes: :func:`heap_bytes`)
+    while the block ran, sampled by a thread every ``interval`` seconds (torch releases the GIL in its kernels, so
+    the samples go on)."""
+    stop = threading.Event()
+    peak = [read()]
 
     def sample() -> None:
         while not stop.wait(interval):
-            peak[0] = max(peak[0], process.memory_info().rss)
+            peak[0] = max(peak[0], read())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -323,7 +346,7 @@ def peak_rss(interval: float = 0.01) -> Iterator[list[int]]:
     finally:
         stop.set()
         sampler.join()
-        peak[0] = max(peak[0], process.memory_info().rss)
+        peak[0] = max(peak[0], read())
 
 
 def score_sentences(model: nn.Module, ctx: LadderContext) -> dict:
@@ -337,10 +360,10 @@ def measure(run: LadderRun, ctx: LadderContext) -> dict:
     """Train ``run`` and measure it; returns the record that :func:`sweep` writes."""
     start = time.perf_counter()
     loader = make_loader(ctx.train_pairs, ctx.tokenizer, BATCH, ctx.scale.max_len, seed=run.seed, drop_long=True)
-    release_freed_memory()
-    before = psutil.Process().memory_info().rss
+    gc.collect()  # garbage from earlier runs, freed later, would lower the peak above `before`
+    before = heap_bytes()
     model = run.build(ctx.base, ctx.recipe, ctx.scale)
-    with peak_rss() as peak:
+    with sampled_peak() as peak:
         history = train(model, loader, steps=run.steps, lr=run.lr, warmup_steps=run.steps // 10, seed=run.seed,
                         progress=False)
     on_gpu = next(model.parameters()).is_cuda
@@ -349,8 +372,7 @@ def measure(run: LadderRun, ctx: LadderContext) -> dict:
               "final_train_loss": history.train_loss[-1], "trainable_params": history.trainable_params,
               "weight_bytes": weight_bytes(model), "median_step_seconds": history.median_seconds_per_step,
               "memory_bytes": history.peak_memory_bytes if on_gpu else peak[0] - before,
-              "memory_measured": "torch.cuda.max_memory_allocated" if on_gpu else
-              "CPU: peak resident memory while training, above the process's before the model was built (psutil)"}
+              "memory_measured": "torch.cuda.max_memory_allocated" if on_gpu else CPU_MEMORY}
     if lora_layers(model):
         layer = next(iter(lora_layers(model).values()))
         record |= {"r": layer.r, "alpha": layer.alpha, "scaling": layer.scaling}
@@ -372,7 +394,7 @@ def sweep(runs: list[LadderRun], ctx: LadderContext, ladder_dir: str | Path = LA
 
 
 def load_records(ladder_dir: str | Path = LADDER_DIR, phase: str = "runs") -> list[dict]:
-    """Every finished record of ``phase`` (``rates`` or ``runs``), sorted by file name."""
+    """Every finished record of ``phase`` (``rates``, ``runs`` or ``memory``), sorted by file name."""
     return [json.loads(p.read_text()) for p in sorted((Path(ladder_dir) / phase).glob("*-seed*.json"))]
 
 
@@ -419,6 +441,14 @@ def rate_runs(grid: dict[str, tuple[float, ...]], scale: LadderScale) -> list[La
     return [LadderRun(m, lr, 0, scale.rate_steps, "rates") for m, rates in grid.items() for lr in rates]
 
 
+def memory_runs(records: list[dict], rates: dict[str, float], scale: LadderScale) -> list[LadderRun]:
+    """Each method's first seed again, for its training memory alone (``memory/``), where none of its ladder runs in
+    ``records`` holds one: the first ladder measured resident memory, which counted what a build had freed (QLoRA's
+    float32 copy) and moved by a tenth from run to run; those files keep their other numbers and lost that one."""
+    measured = {r["method"] for r in records if "memory_bytes" in r}
+    return [LadderRun(m, lr, scale.seeds[0], scale.steps, "memory") for m, lr in rates.items() if m not in measured]
+
+
 def run_ladder(profile: str | Profile = "cpu", methods: Sequence[str] = METHODS, max_runs: int | None = None,
                ladder_dir: str | Path = LADDER_DIR, base: nn.Module | None = None, tokenizer=None) -> list[Path]:
     """The rate check, then the ladder, on the profile's base model (SmolLM2-135M in ``cpu``): every missing run,
@@ -446,7 +476,9 @@ def run_ladder(profile: str | Profile = "cpu", methods: Sequence[str] = METHODS,
     if rates:
         print("ladder rates (from the rate check): " + ", ".join(f"{m} {lr:.3g}" for m, lr in rates.items()),
               flush=True)
-    return written + sweep(ladder_runs(rates, scale), ctx, ladder_dir, left)
+    written += sweep(ladder_runs(rates, scale), ctx, ladder_dir, left)
+    left = None if max_runs is None else max_runs - len(written)
+    return written + sweep(memory_runs(load_records(ladder_dir), rates, scale), ctx, ladder_dir, left)
 
 
 # ----------------------------------------------------------------------------- reading the ladder
@@ -467,7 +499,7 @@ class Rung:
     stored: int
     weight_mb: float
     step_seconds: float  # median over the seeds' medians
-    memory_mb: float  # the largest over the seeds
+    memory_mb: float  # the largest over the seeds (nan: not measured)
     rank: int | None = None  # LoRA's r, for the LoRA family
 
     @property
@@ -475,12 +507,17 @@ class Rung:
         return NAMES[self.method] + (f" r={self.rank}" if self.rank else "")
 
 
-def rungs(records: list[dict]) -> list[Rung]:
+def rungs(records: list[dict], memory: list[dict] = ()) -> list[Rung]:
     """The ladder's runs grouped by method (in :data:`METHODS` order); diverged runs count with the worst SER (1).
-    Intervals are cut to what a rate (0 to 1) and BLEU (0 to 100) can be: with 3 seeds a t-interval can pass 0."""
+    Intervals are cut to what a rate (0 to 1) and BLEU (0 to 100) can be: with 3 seeds a t-interval can pass 0.
+    A method's memory: the largest of its runs' and its ``memory`` records' (:func:`memory_runs`)."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
+    peaks: dict[str, list[int]] = defaultdict(list)
+    for r in [*records, *memory]:
+        if "memory_bytes" in r:
+            peaks[r["method"]].append(r["memory_bytes"])
     out = []
     for m in [m for m in METHODS if m in by_method]:
         runs = by_method[m]
@@ -490,7 +527,7 @@ def rungs(records: list[dict]) -> list[Rung]:
         out.append(Rung(m, runs[0]["lr"], ser.within(0, 1), bleu.within(0, 100),
                         t_interval(losses) if losses else Interval(math.nan, math.nan, math.nan, 0),
                         runs[0]["trainable_params"], runs[0]["stored_params"], runs[0]["weight_bytes"] / 1e6,
-                        steps[len(steps) // 2], max(r["memory_bytes"] for r in runs) / 1e6, runs[0].get("r")))
+                        steps[len(steps) // 2], max(peaks[m], default=math.nan) / 1e6, runs[0].get("r")))
     return out
 
 
