@@ -95,7 +95,7 @@ def test_a_ci_ladder_checks_rates_then_runs_resumably(tmp_path, capsys):
     for r in runs.values():
         assert 0 <= r["ser"] <= 1 and r["bleu"] >= 0 and r["n_mrs"] == ladder.CI_SCALE.n_mrs
         assert r["median_step_seconds"] > 0 and r["memory_bytes"] > 0
-        assert r["memory_measured"].startswith("CPU: peak resident memory while training")
+        assert r["memory_measured"] == ladder.CPU_MEMORY
         assert r["steps"] == ladder.CI_SCALE.steps and {"commit", "machine", "date"} <= set(r["provenance"])
     assert runs["full"]["stored_params"] == runs["full"]["trainable_params"] > runs["qlora"]["trainable_params"]
     assert runs["qlora"]["stored_params"] == runs["qlora"]["trainable_params"] and runs["qlora"]["r"] == 16
@@ -109,6 +109,7 @@ def test_a_ci_ladder_checks_rates_then_runs_resumably(tmp_path, capsys):
     nf4 = runs["full"]["weight_bytes"] - 4 * n + n * 4.5 / 8 + 4 * runs["qlora"]["trainable_params"]
     assert runs["qlora"]["weight_bytes"] == pytest.approx(nf4, rel=1e-3), "fp32 linears -> 4.5 bits, plus A and B"
     assert "ser" not in rates[0] and rates[0]["phase"] == "rates"
+    assert not ladder.load_records(tmp_path, "memory"), "every run measured its memory: no memory phase"
     assert ladder.run_ladder("ci", methods=methods, ladder_dir=tmp_path) == []  # resumable: nothing left
     with pytest.raises(ValueError, match=r"Unknown ladder method\(s\) \['adapter'\]"):
         ladder.run_ladder("ci", methods=("adapter",), ladder_dir=tmp_path)
@@ -190,42 +191,68 @@ def test_the_advice_never_reads_an_interval_off_one_seed():
     assert lines[3] == "Pick full fine-tuning: no other method is shown as good within seed noise."
 
 
-PEAK_RSS_CHECK = """
-import time, torch
+HEAP_CHECK = """
+import time, psutil, torch
 from minipeft import ladder
-with ladder.peak_rss() as peak:
-    start = peak[0]
-    big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+rss = lambda: psutil.Process().memory_info().rss
+start = ladder.heap_bytes()
+with ladder.sampled_peak() as peak:
+    big = torch.ones(64 * 2**20 // 4)  # 64 MiB
     time.sleep(0.05)
     del big
-print(peak[0] - start)
-"""
-
-
-def test_peak_rss_sees_a_tensor_that_came_and_went():
-    # in a fresh process: after earlier tests, the allocator may hand back memory that is already resident
-    out = subprocess.run([sys.executable, "-c", PEAK_RSS_CHECK], capture_output=True, text=True, check=True)
-    assert int(out.stdout.split()[-1]) >= 48 * 2**20
-
-
-RELEASE_CHECK = """
-import psutil
-from minipeft.ladder import release_freed_memory
-rss = lambda: psutil.Process().memory_info().rss
-chunks = [bytes(4096) for _ in range(32768)]  # 128 MiB in pieces below malloc's mmap threshold: on the heap
-pin = chunks[-1]                               # the heap's top stays in use, so free() alone cannot shrink it
+chunks = [bytes(4096) for _ in range(32768)]  # 128 MiB in pieces: malloc keeps them on its heap once freed
+pin = chunks[-1]                               # the heap's top stays in use, so free() cannot shrink it
+held, heap = rss(), ladder.heap_bytes()
 del chunks
-held = rss()
-release_freed_memory()
-print(held - rss())
+print(peak[0] - start, ladder.heap_bytes() - start, held - rss(), heap - ladder.heap_bytes())
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
-def test_release_freed_memory_gives_back_what_a_finished_run_left_on_the_heap():
-    # without it (gc alone gives back 0 bytes here), the next run's peak above `before` reuses that memory uncounted
-    out = subprocess.run([sys.executable, "-c", RELEASE_CHECK], capture_output=True, text=True, check=True)
-    assert int(out.stdout.split()[-1]) >= 96 * 2**20
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallinfo2 is glibc's")
+def test_the_live_heap_sees_a_tensor_come_and_go_and_drops_when_memory_is_freed():
+    # in a fresh process, so that earlier tests' garbage does not move the heap meanwhile
+    out = subprocess.run([sys.executable, "-c", HEAP_CHECK], capture_output=True, text=True, check=True)
+    peak, left, rss_freed, heap_freed = map(int, out.stdout.split())
+    assert peak >= 64 * 2**20 and abs(left) < 2**20, "the peak saw the tensor; it counts nothing once freed"
+    assert heap_freed >= 120 * 2**20 and rss_freed < 16 * 2**20, \
+        "freed memory leaves the heap at once, while the process keeps it resident (what RSS used to count)"
+    assert ladder.CPU_MEMORY.startswith("CPU: peak live heap while training (glibc mallinfo2")
+
+
+def test_a_run_does_not_count_what_its_build_freed(monkeypatch):
+    """QLoRA's build copies the base in float32 and frees it once quantised: the run's memory must not count it."""
+    import torch
+
+    from minipeft.base_model import load_base_model
+
+    base, tokenizer = load_base_model("ci")
+    ctx = ladder.LadderContext.create(base, tokenizer, "mini-gpt2", "ci", ladder.CI_SCALE)
+    run = ladder.LadderRun("lora", 1e-3, 0, 3, "memory")
+    plain = ladder.measure(run, ctx)["memory_bytes"]
+    real_build = ladder.LadderRun.build
+
+    kept = []
+
+    def wasteful_build(self, *args):  # 256 MiB in 64 KiB pieces, freed before training starts: malloc keeps them
+        temporary = [torch.ones(2**14) for _ in range(4096)]  # on its heap, resident, for the pinned last one
+        kept.append(temporary[-1])                               # stops free() from shrinking the heap
+        del temporary
+        return real_build(self, *args)
+    monkeypatch.setattr(ladder.LadderRun, "build", wasteful_build)
+    record = ladder.measure(run, ctx)
+    assert abs(record["memory_bytes"] - plain) < 16 * 2**20, (record["memory_bytes"], plain)
+    assert "ser" not in record, "a memory run is measured, not scored"
+
+
+def test_memory_runs_fill_in_only_the_methods_without_a_memory_measure():
+    runs = [_run("lora", s, 0.1, 60.0, 10, r=2) for s in (0, 1)] + [_run("full", 0, 0.1, 60.0, 1000)]
+    del runs[-1]["memory_bytes"]  # full fine-tuning's run lost its measure
+    wanted = ladder.memory_runs(runs, {"lora": 9e-3, "full": 5e-4}, ladder.FULL_SCALE)
+    assert wanted == [ladder.LadderRun("full", 5e-4, 0, ladder.FULL_SCALE.steps, "memory")]
+    memory = [{"method": "full", "memory_bytes": 7e8}]
+    table = {r.method: r for r in ladder.rungs(runs, memory)}
+    assert table["full"].memory_mb == 700 and table["lora"].memory_mb == 100
+    assert math.isnan(ladder.rungs(runs)[0].memory_mb), "no measure: not a number, never a made-up one"
 
 
 def test_budget_counts_what_each_built_method_stores(tiny_llama):
