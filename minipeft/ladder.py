@@ -573,18 +573,23 @@ def advice(table: list[Rung]) -> list[str]:
                 f"No pick from one seed: {best.name} leads on the means only." if len(level) == 1 else
                 f"No pick from one seed: {names} tie on the means."]
     small = _least(tied, lambda r: r.stored, 0)  # parameter counts are exact
-    light = _least(tied, lambda r: r.memory_mb)  # what must fit to train: weights, gradients, optimiser, activations
+    measured = [r for r in tied if not math.isnan(r.memory_mb)]  # a ladder whose memory runs are not all done
+    light = _least(measured, lambda r: r.memory_mb) if measured else []  # weights, gradients, optimiser, activations
     fast = _least(tied, lambda r: r.step_seconds)
+    memory = ("not measured yet" if not light else
+              f"{_names(light)} ({light[0].memory_mb:,.0f} MB at its peak, {light[0].weight_mb:.0f} MB of weights)"
+              if len(light) == 1 else f"{_names(light)} (peaks within {COST_TIE:.0%} of {light[0].memory_mb:,.0f} MB)")
+    unmeasured = f" (of those measured; not yet: {_names([r for r in tied if r not in measured])})" \
+        if light and len(measured) < len(tied) else ""
     return [*lines,
             f"Of those, the smallest checkpoint: {_names(small)} ({small[0].stored:,} stored parameters"
-            f"{' each' if len(small) > 1 else ''}); the least training memory: {_names(light)} "
-            + (f"({light[0].memory_mb:,.0f} MB at its peak, {light[0].weight_mb:.0f} MB of weights)" if len(light) == 1
-               else f"(peaks within {COST_TIE:.0%} of {light[0].memory_mb:,.0f} MB)")
+            f"{' each' if len(small) > 1 else ''}); the least training memory: {memory}{unmeasured}"
             + f"; the fastest step: {_names(fast)} "
             + (f"({fast[0].step_seconds:.3f} s)." if len(fast) == 1 else
                f"(within {COST_TIE:.0%} of {fast[0].step_seconds:.3f} s, which drifts on a shared machine)."),
-            f"Pick {_names(small, ' or ')} to store many adapters, {_names(light, ' or ')} when training memory is "
-            f"short, {_names(fast, ' or ')} when training time is."]
+            f"Pick {_names(small, ' or ')} to store many adapters, "
+            + (f"{_names(light, ' or ')} when training memory is short, " if light else "")
+            + f"{_names(fast, ' or ')} when training time is."]
 
 
 COST_TIE = 0.10  # memory peaks and step times within 10% of the least are not told apart (step time drifts on a VM)

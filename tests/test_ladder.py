@@ -298,3 +298,19 @@ def test_on_smollm2_lora_pissa_qlora_and_the_prefix_store_the_same():
     assert found.magnitudes == 30 * (576 + 192) and found.stored["full"] == 134_515_008
     assert found.prompt_positions == 200 and found.stored["prompt"] == 10 * 576
     assert found.ratio("rslora") == 32
+
+
+def test_the_advice_reads_memory_only_where_it_was_measured():
+    records = [_run("full", s, ser, 60.0, 1000, memory=3e8) for s, ser in enumerate((0.10, 0.11, 0.12))]
+    records += [_run("lora", s, ser, 58.0, 10, r=2) for s, ser in enumerate((0.11, 0.12, 0.13))]
+    for r in records[3:]:
+        del r["memory_bytes"]
+    lines = ladder.advice(ladder.rungs(records))
+    assert "least training memory: full fine-tuning (300 MB at its peak, 4 MB of weights) (of those measured; " \
+           "not yet: LoRA r=2)" in lines[2]
+    for r in records[:3]:
+        del r["memory_bytes"]
+    lines = ladder.advice(ladder.rungs(records))
+    assert "the least training memory: not measured yet;" in lines[2]
+    assert lines[3] == ("Pick LoRA r=2 to store many adapters, full fine-tuning or LoRA r=2 when training time is."), \
+        "no memory pick"
