@@ -557,12 +557,11 @@ def advice(table: list[Rung]) -> list[str]:
     thin = [r.name for r in table if r.ser.n < 2]
     lines = [f"Fewest slot errors: {best.name}, {best.ser.mean:.1%} ({interval}, {seeds})." if len(level) == 1 else
              f"Fewest slot errors: {names}, {best.ser.mean:.1%} each ({seeds} each)."]
+    tied = as_good(table)
     if best.ser.n < 2:
-        tied = [best]
         lines.append(f"Which methods are as good within seed noise cannot be read: that needs an interval, hence at "
                      f"least 2 seeds, and {', '.join(thin)} {'have' if len(thin) > 1 else 'has'} one.")
     else:
-        tied = [r for r in table if r.ser.n > 1 and r.ser.low <= best.ser.high]
         untested = f" Not compared (one seed, no interval): {', '.join(thin)}." if thin else ""
         lines.append(f"As good within seed noise (their intervals reach {best.ser.high:.1%}): "
                      f"{', '.join(r.name for r in tied)}.{untested}")
@@ -572,24 +571,37 @@ def advice(table: list[Rung]) -> list[str]:
                 f"Pick {best.name}: no other method is shown as good within seed noise." if best.ser.n > 1 else
                 f"No pick from one seed: {best.name} leads on the means only." if len(level) == 1 else
                 f"No pick from one seed: {names} tie on the means."]
-    small = _least(tied, lambda r: r.stored, 0)  # parameter counts are exact
-    measured = [r for r in tied if not math.isnan(r.memory_mb)]  # a ladder whose memory runs are not all done
-    light = _least(measured, lambda r: r.memory_mb) if measured else []  # weights, gradients, optimiser, activations
-    fast = _least(tied, lambda r: r.step_seconds)
+    small, light, fast = cheapest(tied)
+    unmeasured = [r for r in tied if math.isnan(r.memory_mb)]
     memory = ("not measured yet" if not light else
               f"{_names(light)} ({light[0].memory_mb:,.0f} MB at its peak, {light[0].weight_mb:.0f} MB of weights)"
               if len(light) == 1 else f"{_names(light)} (peaks within {COST_TIE:.0%} of {light[0].memory_mb:,.0f} MB)")
-    unmeasured = f" (of those measured; not yet: {_names([r for r in tied if r not in measured])})" \
-        if light and len(measured) < len(tied) else ""
+    memory += f" (of those measured; not yet: {_names(unmeasured)})" if light and unmeasured else ""
     return [*lines,
             f"Of those, the smallest checkpoint: {_names(small)} ({small[0].stored:,} stored parameters"
-            f"{' each' if len(small) > 1 else ''}); the least training memory: {memory}{unmeasured}"
+            f"{' each' if len(small) > 1 else ''}); the least training memory: {memory}"
             + f"; the fastest step: {_names(fast)} "
             + (f"({fast[0].step_seconds:.3f} s)." if len(fast) == 1 else
                f"(within {COST_TIE:.0%} of {fast[0].step_seconds:.3f} s, which drifts on a shared machine)."),
             f"Pick {_names(small, ' or ')} to store many adapters, "
             + (f"{_names(light, ' or ')} when training memory is short, " if light else "")
             + f"{_names(fast, ' or ')} when training time is."]
+
+
+def as_good(table: list[Rung]) -> list[Rung]:
+    """The method of fewest slot errors (among those with 2 seeds or more, if any) and every method whose interval
+    reaches its upper end: as good within seed noise. With one seed there is no interval: the best alone."""
+    compared = [r for r in table if r.ser.n > 1] or table
+    best = min(compared, key=lambda r: r.ser.mean)
+    return [best] if best.ser.n < 2 else [r for r in table if r.ser.n > 1 and r.ser.low <= best.ser.high]
+
+
+def cheapest(table: list[Rung]) -> tuple[list[Rung], list[Rung], list[Rung]]:
+    """Of ``table``, the methods that store least (exact counts), need least training memory and step fastest
+    (within :data:`COST_TIE` of the least), each list the least first; memory only among the measured ones."""
+    measured = [r for r in table if not math.isnan(r.memory_mb)]  # a ladder whose memory runs are not all done
+    return (_least(table, lambda r: r.stored, 0), _least(measured, lambda r: r.memory_mb) if measured else [],
+            _least(table, lambda r: r.step_seconds))
 
 
 COST_TIE = 0.10  # memory peaks and step times within 10% of the least are not told apart (step time drifts on a VM)

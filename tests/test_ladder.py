@@ -155,6 +155,10 @@ def test_the_table_and_the_advice_are_read_off_constructed_runs():
     assert "fastest step: LoRA r=2 (0.500 s)." in lines[2], "QLoRA's 0.8 s is not within 10%"
     assert lines[3] == ("Pick LoRA r=2 or QLoRA r=2 to store many adapters, QLoRA r=2 when training memory is short, "
                         "LoRA r=2 when training time is.")
+    small, light, fast = ladder.cheapest(ladder.as_good(table))
+    assert [r.method for r in ladder.as_good(table)] == ["full", "lora", "qlora"]
+    assert ([r.method for r in small], [r.method for r in light], [r.method for r in fast]) == \
+        (["lora", "qlora"], ["qlora"], ["lora"]), "what the advice's lines name"
     near = ladder.advice(ladder.rungs([*records, *[_run("dora", s, ser, 58.0, 12, step=0.54, r=2, memory=0.95e8)
                                                    for s, ser in enumerate((0.11, 0.12, 0.13))]]))
     assert "least training memory: QLoRA r=2 and DoRA r=2 (peaks within 10% of 90 MB)" in near[2]
