@@ -80,7 +80,8 @@ outputs: setup
 forgetting-lab: setup
 	.venv/bin/python scripts/forgetting_lab.py $(ARGS)
 
-# Notebook 08's ladder on SmolLM2-135M: a rate check, then 8 methods x 3 seeds, every run not yet in results/ladder/
+# Notebook 08's ladder on SmolLM2-135M: a rate check, then 8 methods x 3 seeds (and a memory run where a method's
+# runs hold no memory measure), every run not yet in results/ladder/
 # (one JSON each, with provenance; stop it any time, it resumes). ARGS="--max-runs 4" or "--method qlora".
 ladder: setup
 	.venv/bin/python scripts/ladder.py $(ARGS)

@@ -6,7 +6,9 @@
 
 Runs already in the folder are skipped, so it continues where the last call stopped; each file carries its
 provenance (commit, machine, versions, date, wall seconds). The rate check (results/ladder/rates/) comes first:
-the ladder's runs (results/ladder/runs/) use the rate it picks per method. The runs: :mod:`minipeft.ladder`.
+the ladder's runs (results/ladder/runs/) use the rate it picks per method; a method none of whose runs holds a
+memory measure gets one more run of its first seed for that alone (results/ladder/memory/). The runs:
+:mod:`minipeft.ladder`.
 """
 
 from __future__ import annotations
