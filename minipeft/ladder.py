@@ -609,7 +609,8 @@ def cheapest(table: list[Rung]) -> tuple[list[Rung], list[Rung], list[Rung]]:
             _least(table, lambda r: r.step_seconds))
 
 
-COST_TIE = 0.10  # memory peaks and step times within 10% of the least are not told apart (step time drifts on a VM)
+COST_TIE = 0.10  # peaks and step times within 10% of the least are not told apart (step time drifts on a VM; for
+#                   memory, measured to the byte, a choice: a tenth more rarely decides what fits)
 
 
 def _least(table: list[Rung], cost: Callable[[Rung], float], tie: float = COST_TIE) -> list[Rung]:
