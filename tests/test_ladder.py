@@ -244,7 +244,9 @@ def test_a_run_does_not_count_what_its_build_freed(monkeypatch):
         return real_build(self, *args)
     monkeypatch.setattr(ladder.LadderRun, "build", wasteful_build)
     record = ladder.measure(run, ctx)
-    assert abs(record["memory_bytes"] - plain) < 16 * 2**20, (record["memory_bytes"], plain)
+    # the old resident measure counted 259 MiB of it; two runs of 3 steps can differ by ~20 MB here, since the
+    # sampler reads the heap less often when the test process's heap is fragmented (ladder.sampled_peak)
+    assert abs(record["memory_bytes"] - plain) < 64 * 2**20, (record["memory_bytes"], plain)
     assert "ser" not in record, "a memory run is measured, not scored"
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib
 import matplotlib.ft2font
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -488,10 +490,27 @@ FIGURES: dict[str, tuple[tuple[float, float], Callable[[Axes], None]]] = {
 }
 
 
+@contextmanager
+def matplotlibs_own_fonts() -> Iterator[None]:
+    """Draw with the font files matplotlib ships, never a system copy of the same family: the SVG names each glyph
+    by its number in the file, and the system's DejaVu Sans Bold numbers them differently (6,196 glyphs against
+    6,184), so which copy matplotlib's font cache happened to pick changed the figures' bytes."""
+    own = sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
+    manager = font_manager.fontManager
+    saved = manager.ttflist  # from a cache shared by every matplotlib on the machine: its paths may be another's
+    manager.ttflist = [font_manager.ttfFontProperty(font_manager.get_font(str(path))) for path in own]
+    manager._findfont_cached.cache_clear()  # findfont remembers its answers: forget them on the way in and out
+    try:
+        yield
+    finally:
+        manager.ttflist = saved
+        manager._findfont_cached.cache_clear()
+
+
 def make(name: str, out_dir: Path, png: bool = False) -> Path:
     """Draw figure ``name`` into ``out_dir/<name>.svg`` (and ``.png`` beside it when ``png``)."""
     (width, height), draw = FIGURES[name]
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC), matplotlibs_own_fonts():
         fig, ax = canvas(width, height)
         draw(ax)
         path = out_dir / f"{name}.svg"
