@@ -250,20 +250,22 @@ def _mallinfo2() -> Callable[[], _MallInfo2] | None:
     return call
 
 
+_MALLINFO2 = _mallinfo2()  # looked up once: heap_bytes runs in the sampler's loop
+
+
 def heap_bytes() -> int:
     """Bytes the C allocator has handed out and not taken back (glibc's ``mallinfo2``: ``uordblks + hblkhd``), where
     torch keeps every CPU tensor: the CPU's ``torch.cuda.memory_allocated``. Unlike resident memory it drops the
     moment a tensor is freed, so neither memory the allocator keeps for reuse nor a build's freed temporary (QLoRA's
     float32 copy) counts. Without glibc 2.33: the resident memory."""
-    info = _mallinfo2()
-    if info is None:
+    if _MALLINFO2 is None:
         return psutil.Process().memory_info().rss
-    found = info()
+    found = _MALLINFO2()
     return found.uordblks + found.hblkhd
 
 
 CPU_MEMORY = ("CPU: peak live heap while training (glibc mallinfo2: bytes allocated and not freed), above the heap "
-              "before the model was built" if _mallinfo2() else
+              "before the model was built" if _MALLINFO2 else
               "CPU: peak resident memory while training, above the process's before the model was built (psutil)")
 
 
@@ -553,7 +555,7 @@ def advice(table: list[Rung]) -> list[str]:
     among methods with seeds enough for one, the others are named as not compared; when every method has one seed
     the lines say that nothing can be read yet (instead of printing zero-width intervals)."""
     compared = [r for r in table if r.ser.n > 1] or table
-    best = min(compared, key=lambda r: r.ser.mean)
+    best = _best(table)
     level = [r for r in compared if r.ser.mean == best.ser.mean]  # an exact tie on the means names them all
     names = " and ".join(r.name for r in level)
     seeds = f"{best.ser.n} seed{'s' if best.ser.n > 1 else ''}"
@@ -596,9 +598,13 @@ def advice(table: list[Rung]) -> list[str]:
 def as_good(table: list[Rung]) -> list[Rung]:
     """The method of fewest slot errors (among those with 2 seeds or more, if any) and every method whose interval
     reaches its upper end: as good within seed noise. With one seed there is no interval: the best alone."""
-    compared = [r for r in table if r.ser.n > 1] or table
-    best = min(compared, key=lambda r: r.ser.mean)
+    best = _best(table)
     return [best] if best.ser.n < 2 else [r for r in table if r.ser.n > 1 and r.ser.low <= best.ser.high]
+
+
+def _best(table: list[Rung]) -> Rung:
+    """The rung of fewest mean slot errors among those with an interval (2 seeds or more), else among all."""
+    return min([r for r in table if r.ser.n > 1] or table, key=lambda r: r.ser.mean)
 
 
 def cheapest(table: list[Rung]) -> tuple[list[Rung], list[Rung], list[Rung]]:
